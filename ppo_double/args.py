@@ -1,0 +1,35 @@
+"""Argument parsing shared by the recipes: TRL's parser, with each recipe's YAML as the default config."""
+
+import logging
+import sys
+
+import torch
+from trl import TrlParser
+
+logger = logging.getLogger(__name__)
+
+
+def parse_args(dataclass_types, default_config: str, argv: list[str] | None = None):
+    """Parse `--config FILE` (default: `default_config`) and then CLI overrides into the dataclasses.
+
+    A run with no arguments uses the recipe's YAML; `--config other.yaml` replaces it; `--key value` overrides one
+    field. Unknown keys in the YAML or on the command line are errors (TrlParser's own check).
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--config" not in argv:
+        argv = ["--config", default_config, *argv]
+    return TrlParser(dataclass_types).parse_args_and_config(argv)
+
+
+def fit_to_device(training_args) -> None:
+    """Drop GPU-only speed settings when there is no GPU, so a config written for a cluster runs well on a laptop.
+
+    On CPU, bf16/fp16 run the forward pass under autocast (several times slower for these tiny models) and gradient
+    checkpointing recomputes activations to save memory that is not short.
+    """
+    if torch.cuda.is_available():
+        return
+    for name in ("bf16", "fp16", "gradient_checkpointing"):
+        if getattr(training_args, name, False):
+            logger.warning("no GPU: turning off %s (it only slows a CPU run down)", name)
+            setattr(training_args, name, False)

@@ -1,0 +1,99 @@
+"""Generate answers for held-out prompts and score them with the rule-based judge (never with the reward model)."""
+
+import json
+from collections import defaultdict
+from itertools import groupby
+
+import torch
+
+from .task import SYSTEMS, judge, parse_prompt, prefix_for
+
+
+@torch.no_grad()
+def generate_answers(model, tokenizer, prompts: list[str], sample: bool = False, seed: int = 0,
+                     max_new_tokens: int = 7, batch_size: int = 512) -> list[str]:
+    """Completions (text after the prompt, up to and including EOS) for each prompt, in order.
+
+    Prompts are batched by length so no padding is needed: valid prompts all have the same length, and left
+    padding would need position ids that GPT-2's generate does not derive from the attention mask.
+    """
+    model.eval()
+    device = next(model.parameters()).device
+    generator_state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    answers = [None] * len(prompts)
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    for _, group in groupby(order, key=lambda i: len(prompts[i])):
+        group = list(group)
+        for start in range(0, len(group), batch_size):
+            idx = group[start:start + batch_size]
+            input_ids = torch.tensor([tokenizer(prompts[i]).input_ids for i in idx], device=device)
+            out = model.generate(
+                input_ids=input_ids,
+                attention_mask=torch.ones_like(input_ids),
+                max_new_tokens=max_new_tokens,
+                do_sample=sample,
+                temperature=1.0 if sample else None,
+                top_k=0 if sample else None,
+                top_p=1.0 if sample else None,
+                eos_token_id=tokenizer.eos_token_id,
+                pad_token_id=tokenizer.pad_token_id,
+            )
+            for i, row in zip(idx, out[:, input_ids.shape[1]:].tolist()):
+                text = tokenizer.decode(row)
+                answers[i] = text.split(tokenizer.eos_token, 1)[0] + tokenizer.eos_token if tokenizer.eos_token in text else text
+    torch.random.set_rng_state(generator_state)
+    return answers
+
+
+def score(prompts: list[str], completions: list[str]) -> dict:
+    """Judge every (prompt, completion) and aggregate per prefix and overall.
+
+    Per group: n, exact_match, correct (the value is the right double, any system), eos (ended with EOS),
+    well_formed, and the share of answers in each numeral system (`system/digits`, ..., `system/other`).
+    """
+    groups = defaultdict(list)
+    for prompt, completion in zip(prompts, completions):
+        verdict = judge(prompt, completion)
+        groups[prefix_for(parse_prompt(prompt)[0])].append(verdict)
+        groups["all"].append(verdict)
+    metrics = {}
+    for name, verdicts in groups.items():
+        n = len(verdicts)
+        row = {
+            "n": n,
+            "exact_match": sum(v.exact_match for v in verdicts) / n,
+            "correct": sum(v.correct for v in verdicts) / n,
+            "eos": sum(v.ended_with_eos for v in verdicts) / n,
+            "well_formed": sum(v.well_formed for v in verdicts) / n,
+        }
+        for system in SYSTEMS:
+            row[f"system/{system}"] = sum(v.system == system for v in verdicts) / n
+        row["system/other"] = 1 - sum(row[f"system/{s}"] for s in SYSTEMS)
+        metrics[name] = row
+    return metrics
+
+
+def evaluate(model, tokenizer, prompts: list[str], seed: int = 0, max_new_tokens: int = 7) -> dict:
+    """{"greedy": per-prefix metrics, "sampled": per-prefix metrics at temperature 1}."""
+    return {
+        mode: score(prompts, generate_answers(model, tokenizer, prompts, sample=mode == "sampled", seed=seed,
+                                              max_new_tokens=max_new_tokens))
+        for mode in ("greedy", "sampled")
+    }
+
+
+def format_table(results: dict) -> str:
+    """A markdown table: one row per (mode, prefix)."""
+    columns = ["exact_match", "correct", "eos", *(f"system/{s}" for s in SYSTEMS), "system/other"]
+    lines = ["| mode | prefix | n | " + " | ".join(columns) + " |", "|---" * (len(columns) + 3) + "|"]
+    for mode, groups in results.items():
+        for prefix, row in groups.items():
+            cells = " | ".join(f"{100 * row[c]:.1f}%" for c in columns)
+            lines.append(f"| {mode} | {prefix} | {row['n']} | {cells} |")
+    return "\n".join(lines)
+
+
+def save_results(results: dict, path: str) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(results, f, ensure_ascii=False, indent=2)

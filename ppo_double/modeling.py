@@ -1,0 +1,70 @@
+"""Model builders: the tutorial's GPT-2 policy, its value model, and the BERT numeral-system classifier."""
+
+from transformers import (
+    BertConfig,
+    BertForSequenceClassification,
+    GenerationConfig,
+    GPT2Config,
+    GPT2ForSequenceClassification,
+    GPT2LMHeadModel,
+)
+
+from .task import SYSTEMS
+from .tokenizer import VOCAB, CharTokenizer
+
+BOS_ID, EOS_ID, PAD_ID = VOCAB.index("S"), VOCAB.index("E"), VOCAB.index("P")
+CLASSIFIER_LABELS = (*SYSTEMS, "invalid")  # the reward classifier's 4 classes; see ppo_double/reward.py
+
+
+def _special_ids() -> dict:
+    return {"bos_token_id": BOS_ID, "eos_token_id": EOS_ID, "pad_token_id": PAD_ID}
+
+
+def build_policy(n_embd: int = 64, n_head: int = 4, n_layer: int = 4, n_positions: int = 128) -> GPT2LMHeadModel:
+    """The tutorial's GPT-2 from scratch: its output head `fc_out` is separate from the input embedding."""
+    config = GPT2Config(
+        vocab_size=len(VOCAB),
+        n_embd=n_embd,
+        n_head=n_head,
+        n_layer=n_layer,
+        n_positions=n_positions,
+        tie_word_embeddings=False,
+        **_special_ids(),
+    )
+    model = GPT2LMHeadModel(config)
+    model.generation_config = default_generation_config()
+    return model
+
+
+def default_generation_config(max_new_tokens: int = 7) -> GenerationConfig:
+    """Answers are at most 5 numerals + EOS, so 7 new tokens leave room to see a missing EOS."""
+    return GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False, **_special_ids())
+
+
+def build_value_model(policy_path: str) -> GPT2ForSequenceClassification:
+    """A scalar head on the SFT transformer: PPO's critic starts from the policy's own features."""
+    return GPT2ForSequenceClassification.from_pretrained(policy_path, num_labels=1, **_special_ids())
+
+
+def build_classifier(
+    hidden_size: int = 64, num_hidden_layers: int = 4, num_attention_heads: int = 4, intermediate_size: int = 64
+) -> BertForSequenceClassification:
+    """The tutorial's reward BERT: dropout 0.1 then a linear head on the pooled output, one logit per class."""
+    config = BertConfig(
+        vocab_size=len(VOCAB),
+        hidden_size=hidden_size,
+        num_hidden_layers=num_hidden_layers,
+        num_attention_heads=num_attention_heads,
+        intermediate_size=intermediate_size,
+        max_position_embeddings=128,
+        classifier_dropout=0.1,
+        num_labels=len(CLASSIFIER_LABELS),
+        id2label=dict(enumerate(CLASSIFIER_LABELS)),
+        label2id={name: i for i, name in enumerate(CLASSIFIER_LABELS)},
+        pad_token_id=PAD_ID,
+    )
+    return BertForSequenceClassification(config)
+
+
+def load_tokenizer(path: str | None = None) -> CharTokenizer:
+    return CharTokenizer() if path is None else CharTokenizer.from_pretrained(path)
