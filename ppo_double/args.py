@@ -9,14 +9,14 @@ from trl import TrlParser
 logger = logging.getLogger(__name__)
 
 
-def parse_args(dataclass_types, default_config: str, argv: list[str] | None = None):
+def parse_args(dataclass_types, default_config: str | None = None, argv: list[str] | None = None):
     """Parse `--config FILE` (default: `default_config`) and then CLI overrides into the dataclasses.
 
     A run with no arguments uses the recipe's YAML; `--config other.yaml` replaces it; `--key value` overrides one
     field. Unknown keys in the YAML or on the command line are errors (TrlParser's own check).
     """
     argv = list(sys.argv[1:] if argv is None else argv)
-    if "--config" not in argv:
+    if default_config is not None and "--config" not in argv:
         argv = ["--config", default_config, *argv]
     return TrlParser(dataclass_types).parse_args_and_config(argv)
 
@@ -33,3 +33,4 @@ def fit_to_device(training_args) -> None:
         if getattr(training_args, name, False):
             logger.warning("no GPU: turning off %s (it only slows a CPU run down)", name)
             setattr(training_args, name, False)
+    training_args.dataloader_pin_memory = False  # pinning needs an accelerator; without one torch only warns

@@ -10,8 +10,15 @@ from .task import SYSTEMS, judge, parse_prompt, prefix_for
 
 
 @torch.no_grad()
-def generate_answers(model, tokenizer, prompts: list[str], sample: bool = False, seed: int = 0,
-                     max_new_tokens: int = 7, batch_size: int = 512) -> list[str]:
+def generate_answers(
+    model,
+    tokenizer,
+    prompts: list[str],
+    sample: bool = False,
+    seed: int = 0,
+    max_new_tokens: int = 7,
+    batch_size: int = 512,
+) -> list[str]:
     """Completions (text after the prompt, up to and including EOS) for each prompt, in order.
 
     Prompts are batched by length so no padding is needed: valid prompts all have the same length, and left
@@ -26,7 +33,7 @@ def generate_answers(model, tokenizer, prompts: list[str], sample: bool = False,
     for _, group in groupby(order, key=lambda i: len(prompts[i])):
         group = list(group)
         for start in range(0, len(group), batch_size):
-            idx = group[start:start + batch_size]
+            idx = group[start : start + batch_size]
             input_ids = torch.tensor([tokenizer(prompts[i]).input_ids for i in idx], device=device)
             out = model.generate(
                 input_ids=input_ids,
@@ -39,9 +46,11 @@ def generate_answers(model, tokenizer, prompts: list[str], sample: bool = False,
                 eos_token_id=tokenizer.eos_token_id,
                 pad_token_id=tokenizer.pad_token_id,
             )
-            for i, row in zip(idx, out[:, input_ids.shape[1]:].tolist()):
+            for i, row in zip(idx, out[:, input_ids.shape[1] :].tolist()):
                 text = tokenizer.decode(row)
-                answers[i] = text.split(tokenizer.eos_token, 1)[0] + tokenizer.eos_token if tokenizer.eos_token in text else text
+                answers[i] = (
+                    text.split(tokenizer.eos_token, 1)[0] + tokenizer.eos_token if tokenizer.eos_token in text else text
+                )
     torch.random.set_rng_state(generator_state)
     return answers
 
@@ -57,6 +66,8 @@ def score(prompts: list[str], completions: list[str]) -> dict:
         verdict = judge(prompt, completion)
         groups[prefix_for(parse_prompt(prompt)[0])].append(verdict)
         groups["all"].append(verdict)
+    if len(groups) == 2:  # a single prefix: "all" would repeat its row
+        del groups["all"]
     metrics = {}
     for name, verdicts in groups.items():
         n = len(verdicts)
@@ -77,8 +88,12 @@ def score(prompts: list[str], completions: list[str]) -> dict:
 def evaluate(model, tokenizer, prompts: list[str], seed: int = 0, max_new_tokens: int = 7) -> dict:
     """{"greedy": per-prefix metrics, "sampled": per-prefix metrics at temperature 1}."""
     return {
-        mode: score(prompts, generate_answers(model, tokenizer, prompts, sample=mode == "sampled", seed=seed,
-                                              max_new_tokens=max_new_tokens))
+        mode: score(
+            prompts,
+            generate_answers(
+                model, tokenizer, prompts, sample=mode == "sampled", seed=seed, max_new_tokens=max_new_tokens
+            ),
+        )
         for mode in ("greedy", "sampled")
     }
 

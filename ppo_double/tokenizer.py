@@ -11,7 +11,7 @@ import os
 from transformers import PreTrainedTokenizer
 
 # Order matters: ids 0..41 are fixed by the tutorial, and checkpoints and outside evaluations rely on them.
-VOCAB = list("PSE" "0123456789" "〇一二三四五六七八九" "零壹贰叁肆伍陆柒捌玖" "数字大写小:=_x")
+VOCAB = list("PSE0123456789〇一二三四五六七八九零壹贰叁肆伍陆柒捌玖数字大写小:=_x")
 PAD, BOS, EOS = "P", "S", "E"
 VOCAB_FILE = "vocab.json"
 

@@ -1,20 +1,21 @@
 """Stage 1 — SFT: a tiny GPT-2 learns to double a 4-digit number, answering in a random numeral system.
 
-    python recipes/sft.py                       # defaults from recipes/configs/sft.yaml
-    python recipes/sft.py --max_steps 300       # any field overrides the YAML
-    accelerate launch recipes/sft.py            # same, on whatever accelerate is configured for
+python recipes/sft.py                       # defaults from recipes/configs/sft.yaml
+python recipes/sft.py --max_steps 300       # any field overrides the YAML
+accelerate launch recipes/sft.py            # same, on whatever accelerate is configured for
 """
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from datasets import Dataset
 from transformers import set_seed
 from trl import SFTConfig, SFTTrainer
 
 from ppo_double.args import fit_to_device, parse_args
+from ppo_double.data import sft_dataset
 from ppo_double.evaluate import evaluate, format_table, save_results
 from ppo_double.modeling import build_policy, load_tokenizer
-from ppo_double.task import heldout_prompts, sample_examples
+from ppo_double.task import heldout_prompts
 
 
 @dataclass
@@ -29,16 +30,18 @@ class SFTScriptArguments:
 
 
 def main(argv=None):
-    script_args, training_args = parse_args((SFTScriptArguments, SFTConfig), "recipes/configs/sft.yaml", argv)
+    script_args, training_args = parse_args(
+        (SFTScriptArguments, SFTConfig), str(Path(__file__).parent / "configs" / "sft.yaml"), argv
+    )
     fit_to_device(training_args)
     set_seed(training_args.seed)
 
     # Data: unprefixed prompt/completion pairs (`S__:3320x2=` -> `6640E`), never from held-out numbers.
+    tokenizer = load_tokenizer()
     n = script_args.num_train_examples or training_args.max_steps * training_args.per_device_train_batch_size
-    train_dataset = Dataset.from_list(sample_examples(n, seed=training_args.data_seed)).remove_columns("label")
+    train_dataset = sft_dataset(tokenizer, n, seed=training_args.data_seed)
 
     # Model: the tutorial's GPT-2, from scratch.
-    tokenizer = load_tokenizer()
     model = build_policy(script_args.n_embd, script_args.n_head, script_args.n_layer)
 
     trainer = SFTTrainer(model=model, args=training_args, train_dataset=train_dataset, processing_class=tokenizer)

@@ -1,0 +1,46 @@
+"""Judge a checkpoint on the held-out numbers: greedy and sampled answers, per prompt prefix.
+
+python recipes/evaluate.py --model outputs/ppo
+python recipes/evaluate.py --model outputs/sft --prompts unprefixed --output_json /tmp/sft.json
+"""
+
+from dataclasses import dataclass, field
+
+from transformers import AutoModelForCausalLM
+
+from ppo_double.args import parse_args
+from ppo_double.evaluate import evaluate, format_table, save_results
+from ppo_double.modeling import load_tokenizer
+from ppo_double.task import heldout_prompts
+
+
+@dataclass
+class EvalArguments:
+    model: str = field(default="outputs/sft", metadata={"help": "checkpoint folder (or Hub id) of a policy"})
+    prompts: str = field(
+        default="all",
+        metadata={"help": "which held-out prompts", "choices": ["all", "prefixed", "unprefixed"]},
+    )
+    seed: int = field(default=0, metadata={"help": "seed for the sampled answers"})
+    output_json: str | None = field(default=None, metadata={"help": "where to write the numbers (default: none)"})
+
+
+def main(argv=None):
+    (args,) = parse_args((EvalArguments,), argv=argv)
+    tokenizer = load_tokenizer(args.model)
+    model = AutoModelForCausalLM.from_pretrained(args.model)
+
+    prompts = []
+    if args.prompts in ("all", "unprefixed"):
+        prompts += heldout_prompts(prefixed=False)
+    if args.prompts in ("all", "prefixed"):
+        prompts += heldout_prompts(prefixed=True)
+
+    results = evaluate(model, tokenizer, prompts, seed=args.seed)
+    print(format_table(results))
+    if args.output_json:
+        save_results(results, args.output_json)
+
+
+if __name__ == "__main__":
+    main()
