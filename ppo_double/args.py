@@ -1,9 +1,12 @@
 """Argument parsing shared by the recipes: TRL's parser, with each recipe's YAML as the default config."""
 
 import logging
+import os
 import sys
 
 import torch
+from accelerate import PartialState
+from accelerate.utils import DistributedType
 from trl import TrlParser
 
 logger = logging.getLogger(__name__)
@@ -18,7 +21,29 @@ def parse_args(dataclass_types, default_config: str | None = None, argv: list[st
     argv = list(sys.argv[1:] if argv is None else argv)
     if default_config is not None and "--config" not in argv:
         argv = ["--config", default_config, *argv]
-    return TrlParser(dataclass_types).parse_args_and_config(argv)
+    parser = TrlParser(dataclass_types)
+    if not torch.cuda.is_available():
+        # Without `use_cpu`, processes started by torchrun on a CPU machine each see DistributedType.NO and train
+        # alone; with it, accelerate sets up a real gloo process group (MULTI_CPU).
+        parser.set_defaults(use_cpu=True)
+    parsed = parser.parse_args_and_config(argv)
+    check_distributed()
+    return parsed
+
+
+def check_distributed() -> None:
+    """Refuse to run when several processes were started but accelerate sees no distributed setup.
+
+    `accelerate launch --multi_gpu` on a machine without GPUs does exactly that: every process trains alone on the
+    full data and they all write the same output folder — a silently wrong run.
+    """
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size > 1 and PartialState().distributed_type == DistributedType.NO:
+        raise SystemExit(
+            f"error: {world_size} processes were launched but they are not connected (accelerate sees no "
+            "distributed setup; no GPU here?). On CPU launch with `torchrun --nproc_per_node N recipes/<stage>.py`; "
+            "on GPUs with `accelerate launch --config_file recipes/accelerate/multi_gpu.yaml recipes/<stage>.py`."
+        )
 
 
 def fit_to_device(training_args) -> None:

@@ -7,7 +7,7 @@ the same `input_ids` + `completion_mask` columns it would have built.
 
 from datasets import Dataset
 
-from .task import TRAIN_NUMBERS, make_prompt, sample_examples
+from .task import TRAIN_NUMBERS, classifier_examples, make_prompt, sample_examples
 
 
 def _ids(tokenizer, text: str) -> list[int]:
@@ -28,4 +28,12 @@ def prompt_dataset(tokenizer, numbers=TRAIN_NUMBERS, labels=(0, 1, 2)) -> Datase
     """PPO prompts: every number once per requested label, e.g. `S大写:3164x2=`, as `input_ids`."""
     return Dataset.from_dict(
         {"input_ids": [_ids(tokenizer, make_prompt(q, label)) for label in labels for q in numbers]}
+    )
+
+
+def classifier_dataset(tokenizer, n: int, seed: int, invalid_fraction: float, numbers=TRAIN_NUMBERS) -> Dataset:
+    """Unprefixed answers with `labels` 0-2 (numeral system) or 3 (invalid); see task.classifier_examples."""
+    examples = classifier_examples(n, seed, numbers=numbers, invalid_fraction=invalid_fraction)
+    return Dataset.from_dict(
+        {"input_ids": [_ids(tokenizer, e["text"]) for e in examples], "labels": [e["label"] for e in examples]}
     )

@@ -6,7 +6,8 @@ from itertools import groupby
 
 import torch
 
-from .task import SYSTEMS, judge, parse_prompt, prefix_for
+from .modeling import CLASSIFIER_LABELS
+from .task import PREFIXES, SYSTEMS, UNPREFIXED, judge, parse_prompt, prefix_for
 
 
 @torch.no_grad()
@@ -66,10 +67,12 @@ def score(prompts: list[str], completions: list[str]) -> dict:
         verdict = judge(prompt, completion)
         groups[prefix_for(parse_prompt(prompt)[0])].append(verdict)
         groups["all"].append(verdict)
-    if len(groups) == 2:  # a single prefix: "all" would repeat its row
-        del groups["all"]
+    order = [p for p in (UNPREFIXED, *PREFIXES) if p in groups]
+    if len(order) > 1:  # with a single prefix, "all" would repeat its row
+        order.append("all")
     metrics = {}
-    for name, verdicts in groups.items():
+    for name in order:
+        verdicts = groups[name]
         n = len(verdicts)
         row = {
             "n": n,
@@ -112,3 +115,28 @@ def format_table(results: dict) -> str:
 def save_results(results: dict, path: str) -> None:
     with open(path, "w", encoding="utf-8") as f:
         json.dump(results, f, ensure_ascii=False, indent=2)
+
+
+@torch.no_grad()
+def classifier_accuracy(model, dataset, batch_size: int = 1000) -> dict:
+    """Accuracy of the reward classifier per true class (and overall) on a `data.classifier_dataset`."""
+    model.eval()
+    device = next(model.parameters()).device
+    hits, counts = defaultdict(int), defaultdict(int)
+    for start in range(0, len(dataset), batch_size):
+        rows = dataset[start : start + batch_size]
+        width = max(map(len, rows["input_ids"]))
+        ids = torch.tensor([r + [0] * (width - len(r)) for r in rows["input_ids"]], device=device)
+        predicted = model(input_ids=ids, attention_mask=(ids != 0).long()).logits.argmax(-1).tolist()
+        for label, guess in zip(rows["labels"], predicted):
+            counts[label] += 1
+            hits[label] += label == guess
+    results = {CLASSIFIER_LABELS[k]: hits[k] / counts[k] for k in sorted(counts)}
+    results["all"] = sum(hits.values()) / sum(counts.values())
+    return results
+
+
+def format_accuracy(results: dict) -> str:
+    lines = ["| class | accuracy |", "|---|---|"]
+    lines += [f"| {name} | {100 * acc:.2f}% |" for name, acc in results.items()]
+    return "\n".join(lines)

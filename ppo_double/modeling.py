@@ -47,10 +47,19 @@ def build_value_model(policy_path: str) -> GPT2ForSequenceClassification:
 
 
 def build_classifier(
-    hidden_size: int = 64, num_hidden_layers: int = 4, num_attention_heads: int = 4, intermediate_size: int = 64
+    hidden_size: int = 64,
+    num_hidden_layers: int = 4,
+    num_attention_heads: int = 4,
+    intermediate_size: int = 64,
+    encoder_dropout: float = 0.1,
 ) -> BertForSequenceClassification:
-    """The tutorial's reward BERT: dropout 0.1 then a linear head on the pooled output, one logit per class."""
+    """The tutorial's reward BERT: dropout 0.1 then a linear head on the pooled output, one logit per class.
+
+    `encoder_dropout` is BERT's dropout inside the encoder (the tutorial kept BertConfig's 0.1).
+    """
     config = BertConfig(
+        hidden_dropout_prob=encoder_dropout,
+        attention_probs_dropout_prob=encoder_dropout,
         vocab_size=len(VOCAB),
         hidden_size=hidden_size,
         num_hidden_layers=num_hidden_layers,

@@ -123,3 +123,57 @@ def judge(prompt: str, completion: str) -> Verdict:
     correct = value == 2 * number
     in_system = requested is None or system == SYSTEMS[requested]
     return Verdict(well_formed, system, value, correct, ended_with_eos, correct and in_system and ended_with_eos)
+
+
+# --- Negatives for the reward classifier ------------------------------------------------------------------------
+# The classifier's 4th class, "invalid", holds answers a policy could drift into while chasing the reward. Without
+# it, the classifier only knows three systems, and any string of upper-case numerals would score as "upper".
+INVALID = 3
+CORRUPTIONS = ("mixed", "digit_off", "swap", "off_by_one", "too_few", "too_many", "trailing", "no_eos")
+_TRAILING = "数字大写小:=_x" + "".join(NUMERALS)
+
+
+def corrupt_completion(number: int, label: int, kind: str, rng: random.Random) -> str:
+    """An invalid completion for `number` of the given kind; never an exact match (see classifier_examples)."""
+    answer = list(to_numeral(2 * number, label))
+    i = rng.randrange(len(answer))
+    if kind == "mixed":  # one numeral from another system
+        other = rng.choice([k for k in range(len(NUMERALS)) if k != label])
+        answer[i] = NUMERALS[other][NUMERALS[label].index(answer[i])]
+    elif kind == "digit_off":  # one digit replaced by another of the same system
+        answer[i] = rng.choice([c for c in NUMERALS[label] if c != answer[i]])
+    elif kind == "swap":  # two different neighbouring digits swapped (6328 -> 6238)
+        pairs = [j for j in range(len(answer) - 1) if answer[j] != answer[j + 1]]
+        if not pairs:  # 4444: nothing to swap, change a digit instead
+            return corrupt_completion(number, label, "digit_off", rng)
+        j = rng.choice(pairs)
+        answer[j], answer[j + 1] = answer[j + 1], answer[j]
+    elif kind == "off_by_one":
+        answer = list(to_numeral(2 * number + rng.choice((-1, 1)), label))
+    elif kind == "too_few":
+        del answer[i]
+    elif kind == "too_many":
+        answer.insert(i, rng.choice(NUMERALS[label]))
+    elif kind == "trailing":  # the right answer, then more text before EOS
+        answer += [rng.choice(_TRAILING) for _ in range(rng.randint(1, 2))]
+    elif kind == "no_eos":
+        return "".join(answer)
+    else:
+        raise ValueError(f"unknown corruption {kind!r}: use one of {', '.join(CORRUPTIONS)}")
+    return "".join(answer) + EOS
+
+
+def classifier_examples(n: int, seed: int, numbers=TRAIN_NUMBERS, invalid_fraction: float = 0.4) -> list[dict]:
+    """Unprefixed `text` (`S__:3320x2=6640E`) with `label` 0-2 (numeral system) or 3 (invalid answer)."""
+    rng = random.Random(seed)
+    examples = []
+    while len(examples) < n:
+        number, label = rng.choice(numbers), rng.randrange(len(SYSTEMS))
+        prompt = make_prompt(number)
+        if rng.random() >= invalid_fraction:
+            examples.append({"text": prompt + make_completion(number, label), "label": label})
+            continue
+        completion = corrupt_completion(number, label, rng.choice(CORRUPTIONS), rng)
+        if not judge(prompt, completion).exact_match:  # e.g. swapping two equal digits changes nothing
+            examples.append({"text": prompt + completion, "label": INVALID})
+    return examples

@@ -34,3 +34,34 @@ def tiny_sft(tmp_path_factory):
     out = tmp_path_factory.mktemp("sft")
     load_recipe("sft").main([*TINY_SFT, "--output_dir", str(out)])
     return out
+
+
+TINY_REWARD = [
+    "--max_steps",
+    "8",
+    "--per_device_train_batch_size",
+    "16",
+    "--num_hidden_layers",
+    "1",
+    "--logging_steps",
+    "4",
+    "--disable_tqdm",
+    "true",
+]
+
+
+@pytest.fixture(scope="session")
+def tiny_reward(tmp_path_factory):
+    """A tiny, barely trained reward classifier: for plumbing, not for what it has learned."""
+    out = tmp_path_factory.mktemp("reward")
+    load_recipe("reward").main([*TINY_REWARD, "--output_dir", str(out)])
+    return out
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory):
+    """A real SFT policy and reward classifier (minutes on CPU): for the slow learning checks."""
+    root = tmp_path_factory.mktemp("trained")
+    load_recipe("sft").main(["--output_dir", str(root / "sft"), "--disable_tqdm", "true"])
+    load_recipe("reward").main(["--output_dir", str(root / "reward"), "--disable_tqdm", "true"])
+    return root

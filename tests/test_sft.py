@@ -1,10 +1,10 @@
 import json
 
 import torch
-from conftest import ROOT, load_recipe
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import SFTConfig
 
+from conftest import ROOT, load_recipe
 from ppo_double.args import parse_args
 from ppo_double.evaluate import generate_answers
 from ppo_double.task import heldout_prompts

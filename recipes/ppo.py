@@ -1,0 +1,82 @@
+"""Stage 3 — PPO: the SFT policy learns to answer in the numeral system the prompt's prefix asks for.
+
+accelerate launch recipes/ppo.py                   # defaults from recipes/configs/ppo.yaml
+accelerate launch recipes/ppo.py --use_peft true   # LoRA
+python recipes/ppo.py --total_episodes 2048        # any field overrides the YAML
+"""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from transformers import set_seed
+from trl import ModelConfig, get_peft_config
+from trl.experimental.ppo import PPOConfig
+
+from ppo_double.args import fit_to_device, parse_args
+from ppo_double.callbacks import JudgeCallback
+from ppo_double.data import prompt_dataset
+from ppo_double.evaluate import evaluate, format_table, save_results
+from ppo_double.modeling import load_tokenizer
+from ppo_double.ppo import PPOTrainer, build_ppo_models
+from ppo_double.task import VALIDATION_NUMBERS, heldout_prompts
+
+
+@dataclass
+class PPOScriptArguments:
+    judge_every: int = field(default=8, metadata={"help": "judge held-out validation prompts every N PPO updates"})
+    target_exact_match: float | None = field(
+        default=0.995, metadata={"help": "stop once every prefix reaches this validation exact match (null: never)"}
+    )
+    target_patience: int = field(default=2, metadata={"help": "...on this many judged updates in a row"})
+
+
+def main(argv=None):
+    script_args, config, model_args = parse_args(
+        (PPOScriptArguments, PPOConfig, ModelConfig), str(Path(__file__).parent / "configs" / "ppo.yaml"), argv
+    )
+    fit_to_device(config)
+    set_seed(config.seed)
+
+    # Data: prefixed prompts (`S大写:3164x2=`) over the three prefixes, training numbers only.
+    tokenizer = load_tokenizer(config.sft_model_path)
+    train_dataset = prompt_dataset(tokenizer)
+    eval_dataset = prompt_dataset(tokenizer, numbers=VALIDATION_NUMBERS)
+
+    # Models: policy and frozen reference from SFT, value model on the SFT backbone, reward from the classifier.
+    models = build_ppo_models(config.sft_model_path, config.reward_model_path, use_peft=model_args.use_peft)
+
+    trainer = PPOTrainer(
+        args=config,
+        processing_class=tokenizer,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        peft_config=get_peft_config(model_args),
+        **models,
+    )
+    judge = JudgeCallback(
+        trainer,
+        every=script_args.judge_every,
+        target=script_args.target_exact_match,
+        patience=script_args.target_patience,
+    )
+    trainer.add_callback(judge)
+    trainer.train()
+
+    # Save the policy (LoRA: merged into the base weights, so it loads with AutoModelForCausalLM).
+    policy = trainer.accelerator.unwrap_model(trainer.model).policy
+    if model_args.use_peft:
+        trainer.model.policy = policy.merge_and_unload()
+    trainer.save_model(config.output_dir)
+
+    # Final numbers on the test numbers, with the rule-based judge.
+    if trainer.accelerator.is_main_process:
+        results = evaluate(trainer.model.policy, tokenizer, heldout_prompts(prefixed=True), seed=config.seed)
+        results["judged_during_training"] = judge.history
+        print(format_table({k: results[k] for k in ("greedy", "sampled")}))
+        save_results(results, f"{config.output_dir}/eval_results.json")
+    if config.push_to_hub:
+        trainer.push_to_hub(dataset_name="generated doubling prompts (ppo_double.task)")
+
+
+if __name__ == "__main__":
+    main()

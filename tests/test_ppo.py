@@ -1,0 +1,89 @@
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import AutoModelForCausalLM
+
+from conftest import load_recipe
+
+TINY_PPO = [
+    "--total_episodes",
+    "64",
+    "--per_device_train_batch_size",
+    "16",
+    "--num_ppo_epochs",
+    "1",
+    "--judge_every",
+    "2",
+    "--logging_steps",
+    "1",
+    "--target_exact_match",
+    "null",
+    "--disable_tqdm",
+    "true",
+]
+
+
+def _weights(folder):
+    return load_file(str(folder / "model.safetensors"))
+
+
+@pytest.fixture(scope="module")
+def tiny_ppo(tiny_sft, tiny_reward, tmp_path_factory):
+    out = tmp_path_factory.mktemp("ppo")
+    ppo = load_recipe("ppo")
+    captured = {}
+    original = ppo.PPOTrainer.train
+
+    def train_and_capture(self):
+        captured["value_before"] = {k: v.clone() for k, v in self.value_model.state_dict().items()}
+        original(self)
+        captured["value_after"] = self.value_model.state_dict()
+        captured["log_history"] = self.state.log_history
+
+    ppo.PPOTrainer.train = train_and_capture
+    try:
+        ppo.main(
+            [
+                *TINY_PPO,
+                "--sft_model_path",
+                str(tiny_sft),
+                "--reward_model_path",
+                str(tiny_reward),
+                "--output_dir",
+                str(out),
+            ]
+        )
+    finally:
+        ppo.PPOTrainer.train = original
+    return out, captured
+
+
+def test_ppo_changes_policy_and_value_weights(tiny_sft, tiny_ppo):
+    out, captured = tiny_ppo
+    before, after = _weights(tiny_sft), _weights(out)
+    assert before.keys() == after.keys()
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+    changed = [
+        k for k in captured["value_before"] if not torch.equal(captured["value_before"][k], captured["value_after"][k])
+    ]
+    assert "score.weight" in changed and any(k.startswith("transformer.") for k in changed)
+
+
+def test_ppo_logs_the_judge_next_to_trl_metrics(tiny_ppo):
+    out, captured = tiny_ppo
+    logged = {k for entry in captured["log_history"] for k in entry}
+    assert {"objective/scores", "objective/kl", "eval/exact_match", "eval/correct"} <= logged
+    assert {"eval/exact_match/数字", "eval/exact_match/小写", "eval/exact_match/大写"} <= logged
+    results = json.loads((out / "eval_results.json").read_text())
+    assert set(results["greedy"]) == {"数字", "小写", "大写", "all"}
+    assert results["greedy"]["all"]["n"] == 1500
+    assert [h["step"] for h in results["judged_during_training"]] == [2, 4]
+
+
+def test_ppo_output_loads(tiny_ppo):
+    out, _ = tiny_ppo
+    model = AutoModelForCausalLM.from_pretrained(out)
+    assert model.config.vocab_size == 42
+    assert (out / "tokenizer_config.json").exists()

@@ -1,0 +1,166 @@
+import itertools
+import json
+import random
+
+import pytest
+import torch
+from transformers import AutoModelForSequenceClassification
+from trl.experimental.ppo.ppo_trainer import truncate_response
+from trl.experimental.utils import get_reward
+
+from ppo_double.modeling import load_tokenizer
+from ppo_double.reward import NumeralReward
+from ppo_double.task import (
+    CORRUPTIONS,
+    INVALID,
+    PREFIXES,
+    TEST_NUMBERS,
+    TRAIN_NUMBERS,
+    classifier_examples,
+    corrupt_completion,
+    judge,
+    make_completion,
+    make_prompt,
+    parse_prompt,
+    to_numeral,
+)
+
+TOKENIZER = load_tokenizer()
+RESPONSE_LENGTH = 7
+
+
+def ppo_batch(prompts, completions):
+    """query_responses exactly as PPOTrainer builds them: response cut after the first EOS, right-padded with P."""
+    queries = torch.tensor([TOKENIZER(p).input_ids for p in prompts])
+    responses = [TOKENIZER(c).input_ids[:RESPONSE_LENGTH] for c in completions]
+    responses = torch.tensor([r + [0] * (RESPONSE_LENGTH - len(r)) for r in responses])
+    responses = truncate_response(TOKENIZER.eos_token_id, TOKENIZER.pad_token_id, responses)
+    return torch.cat([queries, responses], 1), queries.shape[1]
+
+
+def rewards(model, prompts, completions):
+    query_responses, context_length = ppo_batch(prompts, completions)
+    with torch.no_grad():
+        _, scores, _ = get_reward(model, query_responses, TOKENIZER.pad_token_id, context_length)
+    return scores
+
+
+# --- data -------------------------------------------------------------------------------------------------------
+
+
+def test_classifier_examples_are_seeded_labelled_and_never_heldout():
+    a, b = classifier_examples(2000, seed=3), classifier_examples(2000, seed=3)
+    assert a == b and a != classifier_examples(2000, seed=4)
+    assert 0.35 < sum(e["label"] == INVALID for e in a) / len(a) < 0.45
+    for example in a:
+        prompt, completion = example["text"].split("=", 1)
+        prompt += "="
+        assert parse_prompt(prompt)[1] in TRAIN_NUMBERS
+        verdict = judge(prompt, completion)
+        if example["label"] == INVALID:
+            assert not verdict.exact_match
+        else:
+            assert verdict.exact_match and verdict.system == ("digits", "lower", "upper")[example["label"]]
+
+
+@pytest.mark.parametrize("kind", CORRUPTIONS)
+def test_every_corruption_is_judged_invalid(kind):
+    rng = random.Random(0)
+    for _ in range(300):
+        number, label = rng.choice(TEST_NUMBERS), rng.randrange(3)
+        completion = corrupt_completion(number, label, kind, rng)
+        assert not judge(make_prompt(number, label), completion).exact_match, (number, completion)
+
+
+# --- the adapter's contract, on a tiny classifier -----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_reward):
+    return NumeralReward.from_pretrained(str(tiny_reward)), AutoModelForSequenceClassification.from_pretrained(
+        tiny_reward
+    ).eval()
+
+
+def test_reward_is_the_probability_of_the_requested_class_on_the_unprefixed_text(tiny):
+    adapter, classifier = tiny
+    prompts = [make_prompt(3164, label) for label in (0, 1, 2, None)]
+    completions = ["陆叁贰捌E"] * 4
+    scores = rewards(adapter, prompts, completions)
+    unprefixed = TOKENIZER("S__:3164x2=陆叁贰捌E", return_tensors="pt")
+    probs = classifier(**unprefixed).logits.softmax(-1)[0]
+    expected = torch.stack([probs[0], probs[1], probs[2], 1 - probs[INVALID]])
+    torch.testing.assert_close(scores, expected)
+    assert ((0 <= scores) & (scores <= 1)).all()
+
+
+def test_padding_does_not_change_the_reward(tiny):
+    adapter, _ = tiny
+    alone = rewards(adapter, ["S大写:3164x2="], ["陆叁贰捌E"])
+    padded = rewards(adapter, ["S大写:3164x2=", "S大写:3164x2="], ["陆叁贰捌E", "壹陆叁贰捌E"])
+    torch.testing.assert_close(alone[0], padded[0])
+
+
+def test_unknown_prefix_is_an_error(tiny):
+    adapter, _ = tiny
+    query_responses, context_length = ppo_batch(["S:数1234x2="], ["2468E"])
+    with pytest.raises(ValueError, match="prompt prefix ':数' is none of"):
+        get_reward(adapter, query_responses, 0, context_length)
+
+
+def test_loading_something_else_is_a_clear_error(tiny_sft, tmp_path):
+    with pytest.raises(ValueError, match="not the reward classifier"):
+        NumeralReward.from_pretrained(str(tiny_sft))
+    with pytest.raises(FileNotFoundError, match="no reward checkpoint"):
+        NumeralReward.from_pretrained(str(tmp_path / "missing"))
+
+
+# --- what the trained classifier has learned (slow: trains the default classifier) ------------------------------
+
+
+@pytest.fixture(scope="module")
+def trained_reward(trained):
+    return NumeralReward.from_pretrained(str(trained / "reward")), trained / "reward"
+
+
+@pytest.mark.slow
+def test_trained_classifier_accuracy_per_class(trained_reward):
+    _, folder = trained_reward
+    accuracy = json.loads((folder / "eval_results.json").read_text())
+    for system in ("digits", "lower", "upper"):
+        assert accuracy[f"accuracy/{system}"] >= 0.995
+    assert accuracy["accuracy/invalid"] >= 0.98
+
+
+@pytest.mark.slow
+def test_matching_system_scores_higher_by_a_clear_margin(trained_reward):
+    adapter, _ = trained_reward
+    numbers = TEST_NUMBERS[:50]
+    for requested, produced in itertools.product(range(3), range(3)):
+        prompts = [make_prompt(q, requested) for q in numbers]
+        match = rewards(adapter, prompts, [make_completion(q, requested) for q in numbers])
+        other = rewards(adapter, prompts, [make_completion(q, produced) for q in numbers])
+        if requested != produced:
+            assert (match - other).min() > 0.5, (PREFIXES[requested], produced)
+        else:
+            assert match.min() > 0.9
+
+
+@pytest.mark.slow
+def test_invalid_answers_score_below_every_correct_one(trained_reward):
+    adapter, _ = trained_reward
+    rng = random.Random(7)
+    prompts, good, bad, runaway = [], [], [], []
+    for kind in CORRUPTIONS:
+        for _ in range(40):
+            number, label = rng.choice(TEST_NUMBERS), rng.randrange(3)
+            completion = corrupt_completion(number, label, kind, rng)
+            if judge(make_prompt(number, label), completion).exact_match:
+                continue
+            prompts.append(make_prompt(number, label))
+            good.append(make_completion(number, label))
+            bad.append(completion)
+            runaway.append(to_numeral(2 * number, label) + to_numeral(0, label) * 3)  # never stops: no EOS
+    good_scores, bad_scores = rewards(adapter, prompts, good), rewards(adapter, prompts, bad)
+    assert bad_scores.max() < good_scores.min()
+    assert rewards(adapter, prompts, runaway).max() < 0.1
