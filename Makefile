@@ -20,10 +20,20 @@ install: $(BIN)/activate  ## create .venv and install the package with dev tools
 sft: install  ## stage 1: SFT -> outputs/sft (ARGS="--max_steps 500" to override the YAML)
 	$(BIN)/python recipes/sft.py $(ARGS)
 
-eval: install  ## judge a checkpoint on held-out prompts (MODEL=outputs/sft by default)
-	$(BIN)/python recipes/evaluate.py --model $(or $(MODEL),outputs/sft) $(ARGS)
+reward: install  ## stage 2: reward classifier -> outputs/reward
+	$(BIN)/python recipes/reward.py $(ARGS)
 
-all: sft  ## the whole pipeline on defaults
+ppo: install  ## stage 3: PPO -> outputs/ppo (needs outputs/sft and outputs/reward)
+	$(BIN)/accelerate launch $(if $(ACCELERATE_CONFIG),--config_file $(ACCELERATE_CONFIG)) recipes/ppo.py $(ARGS)
+
+eval: install  ## before/after table: SFT vs PPO on the held-out test numbers
+	$(BIN)/python recipes/evaluate.py --model outputs/ppo --baseline outputs/sft --output_json outputs/eval.json $(ARGS)
+
+all: install  ## the whole pipeline on defaults: sft -> reward -> ppo -> eval
+	$(MAKE) sft ARGS=
+	$(MAKE) reward ARGS=
+	$(MAKE) ppo ARGS=
+	$(MAKE) eval ARGS=
 
 test: install  ## fast tests + the slow end-to-end learning check (what CI runs)
 	$(BIN)/pytest -m "slow or not slow" -q

@@ -112,6 +112,22 @@ def format_table(results: dict) -> str:
     return "\n".join(lines)
 
 
+def format_comparison(before: dict, after: dict) -> str:
+    """A markdown before -> after table of exact match and correct doubles, per mode and prefix."""
+    lines = [
+        "| mode | prefix | exact match before | exact match after | correct before | correct after |",
+        "|---|---|---|---|---|---|",
+    ]
+    for mode in ("greedy", "sampled"):
+        for prefix, row in after[mode].items():
+            old = before[mode][prefix]
+            lines.append(
+                f"| {mode} | {prefix} | {100 * old['exact_match']:.1f}% | {100 * row['exact_match']:.1f}% "
+                f"| {100 * old['correct']:.1f}% | {100 * row['correct']:.1f}% |"
+            )
+    return "\n".join(lines)
+
+
 def save_results(results: dict, path: str) -> None:
     with open(path, "w", encoding="utf-8") as f:
         json.dump(results, f, ensure_ascii=False, indent=2)

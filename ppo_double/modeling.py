@@ -70,7 +70,7 @@ def build_classifier(
         num_labels=len(CLASSIFIER_LABELS),
         id2label=dict(enumerate(CLASSIFIER_LABELS)),
         label2id={name: i for i, name in enumerate(CLASSIFIER_LABELS)},
-        pad_token_id=PAD_ID,
+        **_special_ids(),
     )
     return BertForSequenceClassification(config)
 

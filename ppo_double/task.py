@@ -130,6 +130,9 @@ def judge(prompt: str, completion: str) -> Verdict:
 # it, the classifier only knows three systems, and any string of upper-case numerals would score as "upper".
 INVALID = 3
 CORRUPTIONS = ("mixed", "digit_off", "swap", "off_by_one", "too_few", "too_many", "trailing", "no_eos")
+# How often each corruption is drawn. A wrong digit or a swap is only visible by redoing the arithmetic, which a
+# 64-wide BERT learns last; everything else is visible from the characters alone.
+CORRUPTION_WEIGHTS = (1, 3, 3, 1, 1, 1, 1, 1)
 _TRAILING = "数字大写小:=_x" + "".join(NUMERALS)
 
 
@@ -173,7 +176,8 @@ def classifier_examples(n: int, seed: int, numbers=TRAIN_NUMBERS, invalid_fracti
         if rng.random() >= invalid_fraction:
             examples.append({"text": prompt + make_completion(number, label), "label": label})
             continue
-        completion = corrupt_completion(number, label, rng.choice(CORRUPTIONS), rng)
+        kind = rng.choices(CORRUPTIONS, weights=CORRUPTION_WEIGHTS)[0]
+        completion = corrupt_completion(number, label, kind, rng)
         if not judge(prompt, completion).exact_match:  # e.g. swapping two equal digits changes nothing
             examples.append({"text": prompt + completion, "label": INVALID})
     return examples

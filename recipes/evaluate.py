@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from transformers import AutoModelForCausalLM
 
 from ppo_double.args import parse_args
-from ppo_double.evaluate import evaluate, format_table, save_results
+from ppo_double.evaluate import evaluate, format_comparison, format_table, save_results
 from ppo_double.modeling import load_tokenizer
 from ppo_double.task import heldout_prompts
 
@@ -17,6 +17,7 @@ from ppo_double.task import heldout_prompts
 @dataclass
 class EvalArguments:
     model: str = field(default="outputs/sft", metadata={"help": "checkpoint folder (or Hub id) of a policy"})
+    baseline: str | None = field(default=None, metadata={"help": "a second policy to compare with (e.g. the SFT)"})
     prompts: str = field(
         default="all",
         metadata={"help": "which held-out prompts", "choices": ["all", "prefixed", "unprefixed"]},
@@ -27,17 +28,20 @@ class EvalArguments:
 
 def main(argv=None):
     (args,) = parse_args((EvalArguments,), argv=argv)
-    tokenizer = load_tokenizer(args.model)
-    model = AutoModelForCausalLM.from_pretrained(args.model)
-
     prompts = []
     if args.prompts in ("all", "unprefixed"):
         prompts += heldout_prompts(prefixed=False)
     if args.prompts in ("all", "prefixed"):
         prompts += heldout_prompts(prefixed=True)
 
-    results = evaluate(model, tokenizer, prompts, seed=args.seed)
-    print(format_table(results))
+    results = {}
+    for name in filter(None, (args.baseline, args.model)):
+        model = AutoModelForCausalLM.from_pretrained(name)
+        results[name] = evaluate(model, load_tokenizer(name), prompts, seed=args.seed)
+        print(f"\n{name}\n{format_table(results[name])}")
+    if args.baseline:
+        print(f"\nbefore ({args.baseline}) -> after ({args.model})\n")
+        print(format_comparison(results[args.baseline], results[args.model]))
     if args.output_json:
         save_results(results, args.output_json)
 

@@ -87,3 +87,31 @@ def test_ppo_output_loads(tiny_ppo):
     model = AutoModelForCausalLM.from_pretrained(out)
     assert model.config.vocab_size == 42
     assert (out / "tokenizer_config.json").exists()
+
+
+@pytest.mark.slow
+def test_ppo_learns_to_follow_the_prefix(trained, tmp_path):
+    """The real learning check: from a trained SFT policy, PPO must make the prefix decide the numeral system."""
+    sft, reward = trained / "sft", trained / "reward"
+    before = load_recipe("evaluate")
+    baseline = tmp_path / "baseline.json"
+    before.main(["--model", str(sft), "--prompts", "prefixed", "--output_json", str(baseline)])
+    ppo = load_recipe("ppo")
+    ppo.main(
+        [
+            "--sft_model_path",
+            str(sft),
+            "--reward_model_path",
+            str(reward),
+            "--output_dir",
+            str(tmp_path / "ppo"),
+            "--disable_tqdm",
+            "true",
+        ]
+    )
+    sft_greedy = json.loads(baseline.read_text())[str(sft)]["greedy"]
+    ppo_greedy = json.loads((tmp_path / "ppo" / "eval_results.json").read_text())["greedy"]
+    for prefix in ("数字", "小写", "大写"):
+        assert ppo_greedy[prefix]["exact_match"] >= 0.95, (prefix, ppo_greedy[prefix])
+        assert ppo_greedy[prefix]["exact_match"] >= sft_greedy[prefix]["exact_match"] + 0.3
+    assert ppo_greedy["all"]["correct"] >= 0.98
