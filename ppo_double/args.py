@@ -34,15 +34,17 @@ def parse_args(dataclass_types, default_config: str | None = None, argv: list[st
 def check_distributed() -> None:
     """Refuse to run when several processes were started but accelerate sees no distributed setup.
 
-    `accelerate launch --multi_gpu` on a machine without GPUs does exactly that: every process trains alone on the
-    full data and they all write the same output folder — a silently wrong run.
+    `accelerate launch --multi_gpu` on a machine without GPUs does exactly that unless the run uses accelerate's CPU
+    backend (`use_cpu`, which `parse_args` turns on when there is no GPU): every process would train alone on the full
+    data and they would all write the same output folder — a silently wrong run.
     """
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size > 1 and PartialState().distributed_type == DistributedType.NO:
         raise SystemExit(
             f"error: {world_size} processes were launched but they are not connected (accelerate sees no "
-            "distributed setup; no GPU here?). On CPU launch with `torchrun --nproc_per_node N recipes/<stage>.py`; "
-            "on GPUs with `accelerate launch --config_file recipes/accelerate/multi_gpu.yaml recipes/<stage>.py`."
+            "distributed setup). Without a GPU, keep `--use_cpu true` (the default there) and launch with "
+            "`torchrun --nproc_per_node N recipes/<stage>.py`; on GPUs use "
+            "`accelerate launch --config_file recipes/accelerate/multi_gpu.yaml recipes/<stage>.py`."
         )
 
 

@@ -76,6 +76,7 @@ def main(argv=None):
         save_results(results, f"{config.output_dir}/eval_results.json")
     if config.push_to_hub:
         trainer.push_to_hub(dataset_name="generated doubling prompts (ppo_double.task)")
+    return trainer
 
 
 if __name__ == "__main__":

@@ -67,6 +67,7 @@ def main(argv=None):
     trainer.save_model(training_args.output_dir)
     if training_args.push_to_hub:
         trainer.push_to_hub()
+    return trainer
 
 
 if __name__ == "__main__":
