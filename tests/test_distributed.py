@@ -45,8 +45,15 @@ def test_ppo_with_two_processes(tiny_sft, tiny_reward, tmp_path):
     from test_ppo import TINY_PPO
 
     out = tmp_path / "out"
-    args = [*TINY_PPO, "--sft_model_path", str(tiny_sft), "--reward_model_path", str(tiny_reward),
-            "--output_dir", str(out)]
+    args = [
+        *TINY_PPO,
+        "--sft_model_path",
+        str(tiny_sft),
+        "--reward_model_path",
+        str(tiny_reward),
+        "--output_dir",
+        str(out),
+    ]
     ranks = run_two_ranks("ppo", args, tmp_path)
     assert_cooperated(ranks, out)
     # total_episodes 64 with 16 per process: 2 updates of a 32-episode global batch
@@ -57,9 +64,25 @@ def test_unconnected_processes_are_refused(tmp_path):
     # Processes without a process group: `accelerate launch --multi_gpu` on a machine without GPUs, when the run does
     # not use accelerate's CPU backend (the recipes default to it without a GPU; `--use_cpu false` turns it off).
     accelerate = Path(sys.executable).parent / "accelerate"
-    cmd = [str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-           "--mixed_precision", "no", "--dynamo_backend", "no", str(ROOT / "recipes" / "sft.py"),
-           "--use_cpu", "false", *TINY_SFT, "--output_dir", str(tmp_path / "out")]
+    cmd = [
+        str(accelerate),
+        "launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        str(ROOT / "recipes" / "sft.py"),
+        "--use_cpu",
+        "false",
+        *TINY_SFT,
+        "--output_dir",
+        str(tmp_path / "out"),
+    ]
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert out.returncode != 0
