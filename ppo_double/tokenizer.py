@@ -1,19 +1,39 @@
 """Character tokenizer over the tutorial's fixed 42-symbol vocabulary.
 
-This file is self-contained (it imports only transformers) on purpose: `save_pretrained` copies it into every
-checkpoint folder and writes an `auto_map`, so `AutoTokenizer.from_pretrained(folder, trust_remote_code=True)`
-works on a machine where `ppo_double` is not installed.
+This file is self-contained (it imports only transformers and tokenizers) on purpose: `save_pretrained` copies it
+into every checkpoint folder and writes an `auto_map`, so
+`AutoTokenizer.from_pretrained(folder, trust_remote_code=True)` works on a machine where `ppo_double` is not installed.
+
+`save_pretrained` also writes a `tokenizer.json` (the same tokenizer for the `tokenizers` library), so a checkpoint
+folder loads with plain `AutoTokenizer.from_pretrained(folder)` too, without remote code: transformers then finds no
+class named `CharTokenizer` and falls back to `TokenizersBackend`, which reads `tokenizer.json` and gives the same ids.
 """
 
 import json
 import os
 
+from tokenizers import AddedToken, Regex, Tokenizer, decoders, pre_tokenizers
+from tokenizers.models import WordLevel
 from transformers import PreTrainedTokenizer
 
 # Order matters: ids 0..41 are fixed by the tutorial, and checkpoints and outside evaluations rely on them.
 VOCAB = list("PSE0123456789〇一二三四五六七八九零壹贰叁肆伍陆柒捌玖数字大写小:=_x")
 PAD, BOS, EOS = "P", "S", "E"
 VOCAB_FILE = "vocab.json"
+TOKENIZER_FILE = "tokenizer.json"
+
+
+def backend_tokenizer(vocab: list[str] = VOCAB) -> Tokenizer:
+    """The same tokenizer for the `tokenizers` library: one token per character, nothing added, nothing normalized.
+
+    There is no unknown token: a character outside the vocabulary makes `encode` raise ("WordLevel error: Missing
+    [UNK] token from the vocabulary"), it is never mapped to some id. That error does not name the character.
+    """
+    tokenizer = Tokenizer(WordLevel({c: i for i, c in enumerate(vocab)}, unk_token=None))
+    tokenizer.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")  # every character alone
+    tokenizer.decoder = decoders.Fuse()  # ids back to characters, joined without spaces
+    tokenizer.add_special_tokens([AddedToken(c, special=True, normalized=False) for c in (PAD, BOS, EOS)])
+    return tokenizer
 
 
 class CharTokenizer(PreTrainedTokenizer):
@@ -76,12 +96,15 @@ class CharTokenizer(PreTrainedTokenizer):
     def convert_tokens_to_string(self, tokens: list[str]) -> str:
         return "".join(tokens)
 
-    def save_vocabulary(self, save_directory: str, filename_prefix: str | None = None) -> tuple[str]:
-        name = (filename_prefix + "-" if filename_prefix else "") + VOCAB_FILE
-        path = os.path.join(save_directory, name)
+    def save_vocabulary(self, save_directory: str, filename_prefix: str | None = None) -> tuple[str, ...]:
+        prefix = filename_prefix + "-" if filename_prefix else ""
+        path = os.path.join(save_directory, prefix + VOCAB_FILE)
         with open(path, "w", encoding="utf-8") as f:
             json.dump(self._char_to_id, f, ensure_ascii=False, indent=0)
-        return (path,)
+        # For loaders without this file's code (plain AutoTokenizer, other languages' `tokenizers` bindings).
+        fast_path = os.path.join(save_directory, prefix + TOKENIZER_FILE)
+        backend_tokenizer(self._id_to_char).save(fast_path)
+        return path, fast_path
 
 
 # `save_pretrained` then copies this file next to the vocabulary and writes `auto_map` into tokenizer_config.json.

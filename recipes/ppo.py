@@ -16,6 +16,7 @@ from ppo_double.args import fit_to_device, parse_args
 from ppo_double.callbacks import JudgeCallback
 from ppo_double.data import prompt_dataset
 from ppo_double.evaluate import evaluate, format_table, save_results
+from ppo_double.hub import save_and_push
 from ppo_double.modeling import load_tokenizer
 from ppo_double.ppo import PPOTrainer, build_ppo_models
 from ppo_double.task import VALIDATION_NUMBERS, heldout_prompts
@@ -62,11 +63,10 @@ def main(argv=None):
     trainer.add_callback(judge)
     trainer.train()
 
-    # Save the policy (LoRA: merged into the base weights, so it loads with AutoModelForCausalLM).
+    # The policy to save (LoRA: merged into the base weights, so it loads with AutoModelForCausalLM).
     policy = trainer.accelerator.unwrap_model(trainer.model).policy
     if model_args.use_peft:
         trainer.model.policy = policy.merge_and_unload()
-    trainer.save_model(config.output_dir)
 
     # Final numbers on the test numbers, with the rule-based judge.
     if trainer.accelerator.is_main_process:
@@ -74,8 +74,9 @@ def main(argv=None):
         results["judged_during_training"] = judge.history
         print(format_table({k: results[k] for k in ("greedy", "sampled")}))
         save_results(results, f"{config.output_dir}/eval_results.json")
-    if config.push_to_hub:
-        trainer.push_to_hub(dataset_name="generated doubling prompts (ppo_double.task)")
+    # Save the policy; with --push_to_hub, push it with a model card (stage, key config, the judge's numbers).
+    # Saved after the evaluation so that the pushed folder holds eval_results.json.
+    save_and_push(trainer, "ppo", script_args, model_args)
     return trainer
 
 

@@ -14,6 +14,7 @@ from transformers import DataCollatorWithPadding, Trainer, TrainingArguments, se
 from ppo_double.args import fit_to_device, parse_args
 from ppo_double.data import classifier_dataset
 from ppo_double.evaluate import classifier_accuracy, format_accuracy
+from ppo_double.hub import save_and_push
 from ppo_double.modeling import build_classifier, load_tokenizer
 from ppo_double.task import TEST_NUMBERS
 
@@ -64,9 +65,8 @@ def main(argv=None):
         print(format_accuracy(results))
         trainer.save_metrics("eval", {f"accuracy/{k}": v for k, v in results.items()})
 
-    trainer.save_model(training_args.output_dir)
-    if training_args.push_to_hub:
-        trainer.push_to_hub()
+    # Save; with --push_to_hub, push the folder with a model card (stage, key config, accuracy per class).
+    save_and_push(trainer, "reward", script_args)
     return trainer
 
 

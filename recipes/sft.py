@@ -14,6 +14,7 @@ from trl import SFTConfig, SFTTrainer
 from ppo_double.args import fit_to_device, parse_args
 from ppo_double.data import sft_dataset
 from ppo_double.evaluate import evaluate, format_table, save_results
+from ppo_double.hub import save_and_push
 from ppo_double.modeling import build_policy, load_tokenizer
 from ppo_double.task import heldout_prompts
 
@@ -53,9 +54,8 @@ def main(argv=None):
         print(format_table(results))
         save_results(results, f"{training_args.output_dir}/eval_results.json")
 
-    trainer.save_model(training_args.output_dir)
-    if training_args.push_to_hub:
-        trainer.push_to_hub(dataset_name="generated doubling data (ppo_double.task)")
+    # Save; with --push_to_hub, push the folder with a model card (stage, key config, the judge's numbers).
+    save_and_push(trainer, "sft", script_args)
     return trainer
 
 

@@ -87,3 +87,29 @@ def test_saved_folder_loads_with_remote_code_where_ppo_double_is_not_importable(
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, check=True)
     assert out.stdout.strip() == "CharTokenizer " + str(tok("S大写:3164x2=陆叁贰捌E").input_ids)
+
+
+TEXTS = ["S小写:5487x2=一〇九七四E", "S大写:3164x2=陆叁贰捌EP", "".join(VOCAB)]
+
+
+def test_saved_tokenizer_json_is_the_same_tokenizer(tok, tmp_path):
+    # For loaders without tokenizer.py: plain AutoTokenizer on a checkpoint folder falls back to TokenizersBackend.
+    from tokenizers import Tokenizer
+    from transformers import TokenizersBackend
+
+    tok.save_pretrained(tmp_path)
+    raw = Tokenizer.from_file(str(tmp_path / "tokenizer.json"))
+    backend = TokenizersBackend.from_pretrained(tmp_path)
+    assert (backend.pad_token_id, backend.bos_token_id, backend.eos_token_id) == (0, 1, 2)
+    assert backend.get_vocab() == tok.get_vocab()
+    for text in TEXTS:
+        ids = tok(text).input_ids
+        assert raw.encode(text).ids == backend(text).input_ids == ids
+        assert raw.decode(ids, skip_special_tokens=False) == backend.decode(ids) == text
+    assert backend(TEXTS[:2], padding=True).input_ids == tok(TEXTS[:2], padding=True).input_ids
+    # no unknown token: a character outside the vocabulary is an error there too (one that does not name it)
+    for text in ("S__:12a4", "S__: 1234", "S__:12\n34"):
+        with pytest.raises(Exception, match=r"Missing \[UNK\] token"):
+            raw.encode(text)
+        with pytest.raises(Exception, match=r"Missing \[UNK\] token"):
+            backend(text)
