@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 ARGS ?=
 
-.PHONY: help install sft reward ppo eval all test test-all lint format clean
+.PHONY: help install sft reward ppo eval plots all test test-all lint format clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -28,6 +28,9 @@ ppo: install  ## stage 3: PPO -> outputs/ppo (needs outputs/sft and outputs/rewa
 
 eval: install  ## before/after table: SFT vs PPO on the held-out test numbers
 	$(BIN)/python recipes/evaluate.py --model outputs/ppo --baseline outputs/sft --output_json outputs/eval.json $(ARGS)
+
+plots: install  ## PNG plots of the runs' logs -> outputs/plots/ (ARGS="--output_dir docs")
+	$(BIN)/ppo-double plots $(ARGS)
 
 all: install  ## the whole pipeline on defaults: sft -> reward -> ppo -> eval
 	$(MAKE) sft ARGS=
