@@ -1,5 +1,6 @@
 """Argument parsing shared by the recipes: TRL's parser, with each recipe's YAML as the default config."""
 
+import dataclasses
 import logging
 import os
 import sys
@@ -22,7 +23,8 @@ def parse_args(dataclass_types, default_config: str | None = None, argv: list[st
     if default_config is not None and "--config" not in argv:
         argv = ["--config", default_config, *argv]
     parser = TrlParser(dataclass_types)
-    if not torch.cuda.is_available():
+    has_use_cpu = any("use_cpu" in {f.name for f in dataclasses.fields(t)} for t in dataclass_types)
+    if has_use_cpu and not torch.cuda.is_available():
         # Without `use_cpu`, processes started by torchrun on a CPU machine each see DistributedType.NO and train
         # alone; with it, accelerate sets up a real gloo process group (MULTI_CPU).
         parser.set_defaults(use_cpu=True)

@@ -5,6 +5,7 @@ SFTTrainer would tokenize prompt/completion text itself, but through the generic
 the same `input_ids` + `completion_mask` columns it would have built.
 """
 
+import torch
 from datasets import Dataset
 
 from .task import TRAIN_NUMBERS, classifier_examples, make_prompt, sample_examples
@@ -37,3 +38,43 @@ def classifier_dataset(tokenizer, n: int, seed: int, invalid_fraction: float, nu
     return Dataset.from_dict(
         {"input_ids": [_ids(tokenizer, e["text"]) for e in examples], "labels": [e["label"] for e in examples]}
     )
+
+
+def answer_dataset(tokenizer, n: int, seed: int, numbers=TRAIN_NUMBERS) -> Dataset:
+    """Correct unprefixed samples `S__:3320x2=6640E` as `input_ids`, for the classifier's encoder pre-training."""
+    return Dataset.from_dict(
+        {
+            "input_ids": [
+                _ids(tokenizer, e["prompt"] + e["completion"]) for e in sample_examples(n, seed, numbers=numbers)
+            ]
+        }
+    )
+
+
+class AnswerMaskingCollator:
+    """Pads a batch and hides random answer numerals; `labels` are the hidden numerals (-100 elsewhere).
+
+    transformers' DataCollatorForLanguageModeling masks any token and needs a mask token; here only the answer after
+    `=` is masked (the question is the condition, not something to predict) and the vocabulary has no mask token:
+    the padding id stands in for it (BERT keeps its embedding at zero, a clean "blank").
+    """
+
+    def __init__(self, tokenizer, mask_prob: float):
+        self.pad_id = tokenizer.pad_token_id
+        self.eos_id = tokenizer.eos_token_id
+        self.equals_id = tokenizer.convert_tokens_to_ids("=")
+        self.mask_prob = mask_prob
+
+    def __call__(self, features: list[dict]) -> dict:
+        width = max(len(f["input_ids"]) for f in features)
+        input_ids = torch.tensor([f["input_ids"] + [self.pad_id] * (width - len(f["input_ids"])) for f in features])
+        attention_mask = (input_ids != self.pad_id).long()
+        after_equals = (input_ids == self.equals_id).long().cumsum(1).bool() & (input_ids != self.equals_id)
+        answer = after_equals & attention_mask.bool() & (input_ids != self.eos_id)
+        masked = answer & (torch.rand(input_ids.shape) < self.mask_prob)
+        labels = torch.where(masked, input_ids, -100)
+        return {
+            "input_ids": input_ids.masked_fill(masked, self.pad_id),
+            "attention_mask": attention_mask,
+            "labels": labels,
+        }

@@ -324,6 +324,8 @@ def save_and_push(trainer, stage: str, *arg_objects) -> None:
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r}: use one of {', '.join(STAGES)}")
     args = trainer.args
+    os.makedirs(args.output_dir, exist_ok=True)
+    trainer.save_state()  # trainer_state.json: the log history `make plots` draws
     if not args.push_to_hub:
         trainer.save_model(args.output_dir)
         return

@@ -129,10 +129,10 @@ def judge(prompt: str, completion: str) -> Verdict:
 # The classifier's 4th class, "invalid", holds answers a policy could drift into while chasing the reward. Without
 # it, the classifier only knows three systems, and any string of upper-case numerals would score as "upper".
 INVALID = 3
-CORRUPTIONS = ("mixed", "digit_off", "swap", "off_by_one", "too_few", "too_many", "trailing", "no_eos")
+CORRUPTIONS = ("mixed", "digit_off", "swap", "off_by_one", "too_few", "too_many", "trailing", "no_eos", "empty")
 # How often each corruption is drawn. A wrong digit or a swap is only visible by redoing the arithmetic, which a
 # 64-wide BERT learns last; everything else is visible from the characters alone.
-CORRUPTION_WEIGHTS = (1, 3, 3, 1, 1, 1, 1, 1)
+CORRUPTION_WEIGHTS = (1, 3, 3, 1, 1, 1, 1, 1, 1)
 _TRAILING = "数字大写小:=_x" + "".join(NUMERALS)
 
 
@@ -161,6 +161,8 @@ def corrupt_completion(number: int, label: int, kind: str, rng: random.Random) -
         answer += [rng.choice(_TRAILING) for _ in range(rng.randint(1, 2))]
     elif kind == "no_eos":
         return "".join(answer)
+    elif kind == "empty":  # EOS straight away: what a policy punished for missing EOS can fall into
+        return EOS
     else:
         raise ValueError(f"unknown corruption {kind!r}: use one of {', '.join(CORRUPTIONS)}")
     return "".join(answer) + EOS

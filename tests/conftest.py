@@ -43,6 +43,8 @@ TINY_REWARD = [
     "16",
     "--num_hidden_layers",
     "1",
+    "--pretrain_steps",
+    "4",
     "--logging_steps",
     "4",
     "--disable_tqdm",

@@ -72,6 +72,24 @@ def test_every_corruption_is_judged_invalid(kind):
         assert not judge(make_prompt(number, label), completion).exact_match, (number, completion)
 
 
+def test_pretraining_hides_only_answer_numerals():
+    from ppo_double.data import AnswerMaskingCollator, answer_dataset
+
+    rows = answer_dataset(TOKENIZER, 200, seed=0)
+    torch.manual_seed(0)
+    batch = AnswerMaskingCollator(TOKENIZER, mask_prob=0.5)([rows[i] for i in range(len(rows))])
+    masked = batch["labels"] != -100
+    assert 0.4 < masked.sum() / (batch["attention_mask"].sum() - 200 * 12) < 0.6  # 11 prompt tokens + E per row
+    for i in range(len(rows)):
+        original = rows[i]["input_ids"]
+        answer_start = original.index(TOKENIZER.convert_tokens_to_ids("=")) + 1
+        positions = masked[i].nonzero().flatten().tolist()
+        assert all(answer_start <= p < len(original) - 1 for p in positions)  # never the question, never E
+        assert [original[p] for p in positions] == batch["labels"][i, positions].tolist()
+        assert (batch["input_ids"][i, positions] == TOKENIZER.pad_token_id).all()
+        assert batch["attention_mask"][i, : len(original)].all()  # hidden numerals are still attended to
+
+
 # --- the adapter's contract, on a tiny classifier -----------------------------------------------------------------
 
 
