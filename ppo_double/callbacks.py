@@ -4,8 +4,8 @@ import logging
 
 from transformers import TrainerCallback
 
-from .evaluate import generate_answers, score
-from .task import VALIDATION_NUMBERS, heldout_prompts
+from .evaluate import evaluate
+from .task import PREFIXES, VALIDATION_NUMBERS, heldout_prompts
 
 logger = logging.getLogger(__name__)
 
@@ -15,51 +15,73 @@ class StopTraining(Exception):
 
 
 class JudgeCallback(TrainerCallback):
-    """Every `every` updates: greedy answers on held-out prefixed prompts, scored by the rule-based judge.
+    """Every `every` updates: greedy and sampled (T=1) answers on held-out prefixed prompts, scored by the judge.
 
-    Logs `eval/exact_match` (overall and per prefix) and `eval/correct` (share of correct doubles in any system)
-    next to TRL's own metrics, through `trainer.log`, so they reach the console, `log_history` and every tracker.
-    With `target`, training stops once exact match is >= target for every prefix on `patience` evaluations in a
-    row. The prompts come from VALIDATION_NUMBERS: the test numbers stay untouched by any training decision.
+    Logs `eval/exact_match` (greedy; overall and per prefix), `eval/sampled_exact_match` (overall and per prefix)
+    and `eval/correct` (greedy share of correct doubles in any system) next to TRL's own metrics, through
+    `trainer.log`, so they reach the console, `log_history` and every tracker. With `target`, training stops once
+    greedy exact match is >= target and sampled exact match >= `sampled_target`, for every prefix, on `patience`
+    evaluations in a row. The prompts come from VALIDATION_NUMBERS: the test numbers stay untouched by any training
+    decision.
     """
 
-    def __init__(self, trainer, every: int, numbers=VALIDATION_NUMBERS, target: float | None = None, patience: int = 2):
+    def __init__(
+        self,
+        trainer,
+        every: int,
+        numbers=VALIDATION_NUMBERS,
+        target: float | None = None,
+        sampled_target: float = 0.0,
+        patience: int = 2,
+        seed: int = 0,
+    ):
         self.trainer = trainer
         self.every = every
         self.prompts = heldout_prompts(prefixed=True, numbers=numbers)
         self.target = target
+        self.sampled_target = sampled_target
         self.patience = patience
+        self.seed = seed
         self.streak = 0
         self.history = []
 
     def judge(self, state) -> dict:
         policy = self.trainer.accelerator.unwrap_model(self.trainer.model).policy
         was_training = policy.training
-        answers = generate_answers(policy, self.trainer.processing_class, self.prompts)
+        results = evaluate(policy, self.trainer.processing_class, self.prompts, seed=self.seed)
         policy.train(was_training)
-        metrics = score(self.prompts, answers)
-        logs = {"eval/exact_match": metrics["all"]["exact_match"], "eval/correct": metrics["all"]["correct"]}
-        for prefix, row in metrics.items():
-            if prefix != "all":
-                logs[f"eval/exact_match/{prefix}"] = row["exact_match"]
+        greedy, sampled = results["greedy"], results["sampled"]
+        logs = {"eval/exact_match": greedy["all"]["exact_match"], "eval/correct": greedy["all"]["correct"]}
+        logs["eval/sampled_exact_match"] = sampled["all"]["exact_match"]
+        for prefix in PREFIXES:
+            logs[f"eval/exact_match/{prefix}"] = greedy[prefix]["exact_match"]
+            logs[f"eval/sampled_exact_match/{prefix}"] = sampled[prefix]["exact_match"]
         self.history.append({"episode": state.episode, "step": state.global_step, **logs})
         return logs
 
+    def reached_target(self, logs: dict) -> bool:
+        return all(
+            logs[f"eval/exact_match/{p}"] >= self.target
+            and logs[f"eval/sampled_exact_match/{p}"] >= self.sampled_target
+            for p in PREFIXES
+        )
+
     def on_step_end(self, args, state, control, **kwargs):
-        # Every rank judges (the weights, hence the greedy answers, are identical), so all ranks reach the same
-        # stop decision without a collective.
+        # Every rank judges (the weights, hence the answers for a fixed seed, are identical), so all ranks reach the
+        # same stop decision without a collective.
         if state.global_step % self.every != 0:
             return
         logs = self.judge(state)
         self.trainer.log(logs)
         if self.target is None:
             return
-        per_prefix = [v for k, v in logs.items() if k.startswith("eval/exact_match/")]
-        self.streak = self.streak + 1 if min(per_prefix) >= self.target else 0
+        self.streak = self.streak + 1 if self.reached_target(logs) else 0
         if self.streak >= self.patience:
             logger.warning(
-                "validation exact match >= %.1f%% for every prefix on %d evaluations in a row: stopping at episode %d",
+                "validation exact match >= %.1f%% greedy and >= %.1f%% sampled for every prefix on %d evaluations in "
+                "a row: stopping at episode %d",
                 100 * self.target,
+                100 * self.sampled_target,
                 self.patience,
                 state.episode,
             )

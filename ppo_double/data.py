@@ -36,7 +36,11 @@ def classifier_dataset(tokenizer, n: int, seed: int, invalid_fraction: float, nu
     """Unprefixed answers with `labels` 0-2 (numeral system) or 3 (invalid); see task.classifier_examples."""
     examples = classifier_examples(n, seed, numbers=numbers, invalid_fraction=invalid_fraction)
     return Dataset.from_dict(
-        {"input_ids": [_ids(tokenizer, e["text"]) for e in examples], "labels": [e["label"] for e in examples]}
+        {
+            "input_ids": [_ids(tokenizer, e["text"]) for e in examples],
+            "labels": [e["label"] for e in examples],
+            "kind": [e["kind"] for e in examples],  # not a model input: the Trainer drops it for training
+        }
     )
 
 

@@ -135,7 +135,7 @@ def save_results(results: dict, path: str) -> None:
 
 @torch.no_grad()
 def classifier_accuracy(model, dataset, batch_size: int = 1000) -> dict:
-    """Accuracy of the reward classifier per true class (and overall) on a `data.classifier_dataset`."""
+    """Accuracy of the reward classifier per true class, per corruption kind (`invalid/<kind>`) and overall."""
     model.eval()
     device = next(model.parameters()).device
     hits, counts = defaultdict(int), defaultdict(int)
@@ -144,12 +144,13 @@ def classifier_accuracy(model, dataset, batch_size: int = 1000) -> dict:
         width = max(map(len, rows["input_ids"]))
         ids = torch.tensor([r + [0] * (width - len(r)) for r in rows["input_ids"]], device=device)
         predicted = model(input_ids=ids, attention_mask=(ids != 0).long()).logits.argmax(-1).tolist()
-        for label, guess in zip(rows["labels"], predicted):
-            counts[label] += 1
-            hits[label] += label == guess
-    results = {CLASSIFIER_LABELS[k]: hits[k] / counts[k] for k in sorted(counts)}
-    results["all"] = sum(hits.values()) / sum(counts.values())
-    return results
+        for label, kind, guess in zip(rows["labels"], rows["kind"], predicted):
+            groups = [CLASSIFIER_LABELS[label], "all"] + ([f"invalid/{kind}"] if kind else [])
+            for group in groups:
+                counts[group] += 1
+                hits[group] += label == guess
+    order = [*CLASSIFIER_LABELS, "all", *sorted(k for k in counts if k.startswith("invalid/"))]
+    return {name: hits[name] / counts[name] for name in order if name in counts}
 
 
 def format_accuracy(results: dict) -> str:

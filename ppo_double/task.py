@@ -169,17 +169,20 @@ def corrupt_completion(number: int, label: int, kind: str, rng: random.Random) -
 
 
 def classifier_examples(n: int, seed: int, numbers=TRAIN_NUMBERS, invalid_fraction: float = 0.4) -> list[dict]:
-    """Unprefixed `text` (`S__:3320x2=6640E`) with `label` 0-2 (numeral system) or 3 (invalid answer)."""
+    """Unprefixed `text` (`S__:3320x2=6640E`) with `label` 0-2 (numeral system) or 3 (invalid answer).
+
+    `kind` names the corruption of an invalid example ("" for a correct one), so accuracy can be reported per kind.
+    """
     rng = random.Random(seed)
     examples = []
     while len(examples) < n:
         number, label = rng.choice(numbers), rng.randrange(len(SYSTEMS))
         prompt = make_prompt(number)
         if rng.random() >= invalid_fraction:
-            examples.append({"text": prompt + make_completion(number, label), "label": label})
+            examples.append({"text": prompt + make_completion(number, label), "label": label, "kind": ""})
             continue
         kind = rng.choices(CORRUPTIONS, weights=CORRUPTION_WEIGHTS)[0]
         completion = corrupt_completion(number, label, kind, rng)
         if not judge(prompt, completion).exact_match:  # e.g. swapping two equal digits changes nothing
-            examples.append({"text": prompt + completion, "label": INVALID})
+            examples.append({"text": prompt + completion, "label": INVALID, "kind": kind})
     return examples

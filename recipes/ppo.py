@@ -28,6 +28,9 @@ class PPOScriptArguments:
     target_exact_match: float | None = field(
         default=0.995, metadata={"help": "stop once every prefix reaches this validation exact match (null: never)"}
     )
+    target_sampled_exact_match: float = field(
+        default=0.98, metadata={"help": "...and this sampled (T=1) validation exact match"}
+    )
     target_patience: int = field(default=2, metadata={"help": "...on this many judged updates in a row"})
 
 
@@ -58,7 +61,9 @@ def main(argv=None):
         trainer,
         every=script_args.judge_every,
         target=script_args.target_exact_match,
+        sampled_target=script_args.target_sampled_exact_match,
         patience=script_args.target_patience,
+        seed=config.seed,
     )
     trainer.add_callback(judge)
     trainer.train()

@@ -35,7 +35,7 @@ class RewardScriptArguments:
     num_attention_heads: int = field(default=4, metadata={"help": "BERT attention heads"})
     intermediate_size: int = field(default=64, metadata={"help": "BERT feed-forward size"})
     encoder_dropout: float = field(default=0.0, metadata={"help": "dropout inside the BERT encoder"})
-    pretrain_steps: int = field(default=1000, metadata={"help": "steps of masked answer prediction (0: none)"})
+    pretrain_steps: int = field(default=2000, metadata={"help": "steps of masked answer prediction (0: none)"})
     pretrain_mask_prob: float = field(default=0.3, metadata={"help": "share of answer numerals hidden per sample"})
 
 

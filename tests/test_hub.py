@@ -243,7 +243,7 @@ def test_policy_card_gives_stage_config_and_judge_numbers(pushed, stage):
         assert f"| `{key}` |" in card.text
     if stage == "ppo":
         assert set(results["greedy"]) == {"数字", "小写", "大写", "all"}
-        for key, value in (("kl_coef", 0.05), ("total_episodes", 64), ("response_length", 7), ("use_peft", False)):
+        for key, value in (("kl_coef", 0.1), ("total_episodes", 64), ("response_length", 7), ("use_peft", False)):
             assert f"| `{key}` | `{value}` |" in card.text
         assert "`episodes_run` | `64`" in card.text
     else:
