@@ -5,10 +5,12 @@ SFTTrainer would tokenize prompt/completion text itself, but through the generic
 the same `input_ids` + `completion_mask` columns it would have built.
 """
 
+import random
+
 import torch
 from datasets import Dataset
 
-from .task import TRAIN_NUMBERS, classifier_examples, make_prompt, sample_examples
+from .task import NUMERALS, TRAIN_NUMBERS, classifier_examples, make_prompt, sample_examples
 
 
 def _ids(tokenizer, text: str) -> list[int]:
@@ -46,39 +48,43 @@ def classifier_dataset(tokenizer, n: int, seed: int, invalid_fraction: float, nu
 
 def answer_dataset(tokenizer, n: int, seed: int, numbers=TRAIN_NUMBERS) -> Dataset:
     """Correct unprefixed samples `S__:3320x2=6640E` as `input_ids`, for the classifier's encoder pre-training."""
-    return Dataset.from_dict(
-        {
-            "input_ids": [
-                _ids(tokenizer, e["prompt"] + e["completion"]) for e in sample_examples(n, seed, numbers=numbers)
-            ]
-        }
-    )
+    examples = sample_examples(n, seed, numbers=numbers)
+    return Dataset.from_dict({"input_ids": [_ids(tokenizer, e["prompt"] + e["completion"]) for e in examples]})
 
 
-class AnswerMaskingCollator:
-    """Pads a batch and hides random answer numerals; `labels` are the hidden numerals (-100 elsewhere).
+class AnswerCorruptionCollator:
+    """Pads a batch of correct samples and replaces random answer numerals by another numeral of the same system.
 
-    transformers' DataCollatorForLanguageModeling masks any token and needs a mask token; here only the answer after
-    `=` is masked (the question is the condition, not something to predict) and the vocabulary has no mask token:
-    the padding id stands in for it (BERT keeps its embedding at zero, a clean "blank").
+    `target="original"`: `labels` are the correct numerals at every answer position (a masked-LM head learns to
+    repair the answer, i.e. to compute the double); `target="replaced"`: `labels` are 1 where a numeral was replaced
+    and 0 at the other answer positions (a token-classification head learns to spot a wrong numeral). Elsewhere
+    -100. Hand-written because transformers' DataCollatorForLanguageModeling needs a mask token (the vocabulary has
+    none) and corrupts any position, while only the answer is to be checked against the question.
     """
 
-    def __init__(self, tokenizer, mask_prob: float):
+    def __init__(self, tokenizer, corrupt_prob: float, target: str):
+        if target not in ("original", "replaced"):
+            raise ValueError(f"target must be 'original' or 'replaced', not {target!r}")
         self.pad_id = tokenizer.pad_token_id
-        self.eos_id = tokenizer.eos_token_id
         self.equals_id = tokenizer.convert_tokens_to_ids("=")
-        self.mask_prob = mask_prob
+        self.first_numeral = tokenizer.convert_tokens_to_ids(NUMERALS[0][0])  # 30 numerals, 10 per system, in order
+        self.corrupt_prob = corrupt_prob
+        self.target = target
 
     def __call__(self, features: list[dict]) -> dict:
         width = max(len(f["input_ids"]) for f in features)
         input_ids = torch.tensor([f["input_ids"] + [self.pad_id] * (width - len(f["input_ids"])) for f in features])
-        attention_mask = (input_ids != self.pad_id).long()
-        after_equals = (input_ids == self.equals_id).long().cumsum(1).bool() & (input_ids != self.equals_id)
-        answer = after_equals & attention_mask.bool() & (input_ids != self.eos_id)
-        masked = answer & (torch.rand(input_ids.shape) < self.mask_prob)
-        labels = torch.where(masked, input_ids, -100)
-        return {
-            "input_ids": input_ids.masked_fill(masked, self.pad_id),
-            "attention_mask": attention_mask,
-            "labels": labels,
-        }
+        offset = input_ids - self.first_numeral
+        after_equals = (input_ids == self.equals_id).long().cumsum(1).bool()
+        answer = after_equals & (offset >= 0) & (offset < 10 * len(NUMERALS))
+        replaced = answer & (torch.rand(input_ids.shape) < self.corrupt_prob)
+        corrupted = input_ids.clone()
+        for row, col in replaced.nonzero().tolist():  # another digit of the same system
+            system, digit = divmod(offset[row, col].item(), 10)
+            other = random.choice([d for d in range(10) if d != digit])
+            corrupted[row, col] = self.first_numeral + 10 * system + other
+        if self.target == "original":
+            labels = torch.where(answer, input_ids, -100)
+        else:
+            labels = torch.where(answer, replaced.long(), -100)
+        return {"input_ids": corrupted, "attention_mask": (input_ids != self.pad_id).long(), "labels": labels}

@@ -1,8 +1,12 @@
 """Model builders: the tutorial's GPT-2 policy, its value model, and the BERT numeral-system classifier."""
 
+import copy
+
 from transformers import (
     BertConfig,
+    BertForMaskedLM,
     BertForSequenceClassification,
+    BertForTokenClassification,
     GenerationConfig,
     GPT2Config,
     GPT2ForSequenceClassification,
@@ -73,6 +77,23 @@ def build_classifier(
         **_special_ids(),
     )
     return BertForSequenceClassification(config)
+
+
+def encoder_heads(classifier: BertForSequenceClassification) -> tuple[BertForMaskedLM, BertForTokenClassification]:
+    """A masked-LM head and a 2-label token-classification head on the classifier's own encoder (shared modules).
+
+    They exist only to pre-train that encoder with a label per token (recipes/reward.py); only the classifier is
+    saved. Their configs are copies, so the classifier's saved config is untouched.
+    """
+    config = copy.deepcopy(classifier.config)
+    config.tie_word_embeddings = False  # the masked-LM head gets its own output layer, not the shared embeddings
+    repair = BertForMaskedLM(config)
+    detect_config = copy.deepcopy(config)
+    detect_config.num_labels = 2  # replaced / not replaced
+    detect = BertForTokenClassification(detect_config)
+    for head in (repair, detect):
+        head.bert.embeddings, head.bert.encoder = classifier.bert.embeddings, classifier.bert.encoder
+    return repair, detect
 
 
 def load_tokenizer(path: str | None = None) -> CharTokenizer:

@@ -13,6 +13,7 @@ from ppo_double.reward import NumeralReward
 from ppo_double.task import (
     CORRUPTIONS,
     INVALID,
+    NUMERALS,
     PREFIXES,
     TEST_NUMBERS,
     TRAIN_NUMBERS,
@@ -72,22 +73,32 @@ def test_every_corruption_is_judged_invalid(kind):
         assert not judge(make_prompt(number, label), completion).exact_match, (number, completion)
 
 
-def test_pretraining_hides_only_answer_numerals():
-    from ppo_double.data import AnswerMaskingCollator, answer_dataset
+@pytest.mark.parametrize("target", ["original", "replaced"])
+def test_pretraining_corrupts_only_answer_numerals_within_their_system(target):
+    from ppo_double.data import AnswerCorruptionCollator, answer_dataset
 
-    rows = answer_dataset(TOKENIZER, 200, seed=0)
+    rows = [r["input_ids"] for r in answer_dataset(TOKENIZER, 300, seed=0)]
     torch.manual_seed(0)
-    batch = AnswerMaskingCollator(TOKENIZER, mask_prob=0.5)([rows[i] for i in range(len(rows))])
-    masked = batch["labels"] != -100
-    assert 0.4 < masked.sum() / (batch["attention_mask"].sum() - 200 * 12) < 0.6  # 11 prompt tokens + E per row
-    for i in range(len(rows)):
-        original = rows[i]["input_ids"]
-        answer_start = original.index(TOKENIZER.convert_tokens_to_ids("=")) + 1
-        positions = masked[i].nonzero().flatten().tolist()
-        assert all(answer_start <= p < len(original) - 1 for p in positions)  # never the question, never E
-        assert [original[p] for p in positions] == batch["labels"][i, positions].tolist()
-        assert (batch["input_ids"][i, positions] == TOKENIZER.pad_token_id).all()
-        assert batch["attention_mask"][i, : len(original)].all()  # hidden numerals are still attended to
+    batch = AnswerCorruptionCollator(TOKENIZER, corrupt_prob=0.5, target=target)([{"input_ids": r} for r in rows])
+    replaced_total = answer_total = 0
+    for i, original in enumerate(rows):
+        start, end = original.index(TOKENIZER.convert_tokens_to_ids("=")) + 1, len(original) - 1  # answer, before E
+        ids = batch["input_ids"][i, : len(original)].tolist()
+        assert ids[:start] == original[:start] and ids[end:] == original[end:]  # question and E untouched
+        assert (
+            batch["attention_mask"][i, : len(original)].all() and not batch["attention_mask"][i, len(original) :].any()
+        )
+        labels = batch["labels"][i].tolist()
+        assert all(label == -100 for p, label in enumerate(labels) if not start <= p < end)
+        for p in range(start, end):
+            was, now = TOKENIZER.decode([original[p]]), TOKENIZER.decode([ids[p]])
+            system = next(k for k, chars in enumerate(NUMERALS) if was in chars)
+            assert now in NUMERALS[system]  # a replacement stays in the answer's numeral system
+            expected = original[p] if target == "original" else int(now != was)
+            assert labels[p] == expected
+            replaced_total += now != was
+            answer_total += 1
+    assert 0.45 < replaced_total / answer_total < 0.55
 
 
 # --- the adapter's contract, on a tiny classifier -----------------------------------------------------------------
