@@ -42,19 +42,10 @@ def test_sft_with_two_processes(tmp_path):
 
 @pytest.mark.slow
 def test_ppo_with_two_processes(tiny_sft, tiny_reward, tmp_path):
-    from test_ppo import TINY_PPO
+    from test_ppo import tiny_ppo_args
 
     out = tmp_path / "out"
-    args = [
-        *TINY_PPO,
-        "--sft_model_path",
-        str(tiny_sft),
-        "--reward_model_path",
-        str(tiny_reward),
-        "--output_dir",
-        str(out),
-    ]
-    ranks = run_two_ranks("ppo", args, tmp_path)
+    ranks = run_two_ranks("ppo", tiny_ppo_args(tiny_sft, tiny_reward, out), tmp_path)
     assert_cooperated(ranks, out)
     # total_episodes 64 with 16 per process: 2 updates of a 32-episode global batch
     assert [(r["global_step"], r["episode"]) for r in ranks] == [(2, 64), (2, 64)]

@@ -25,6 +25,18 @@ TINY_PPO = [
 ]
 
 
+def tiny_ppo_args(sft, reward, output_dir) -> list[str]:
+    return [
+        *TINY_PPO,
+        "--sft_model_path",
+        str(sft),
+        "--reward_model_path",
+        str(reward),
+        "--output_dir",
+        str(output_dir),
+    ]
+
+
 def _weights(folder):
     return load_file(str(folder / "model.safetensors"))
 
@@ -44,17 +56,7 @@ def tiny_ppo(tiny_sft, tiny_reward, tmp_path_factory):
 
     ppo.PPOTrainer.train = train_and_capture
     try:
-        ppo.main(
-            [
-                *TINY_PPO,
-                "--sft_model_path",
-                str(tiny_sft),
-                "--reward_model_path",
-                str(tiny_reward),
-                "--output_dir",
-                str(out),
-            ]
-        )
+        ppo.main(tiny_ppo_args(tiny_sft, tiny_reward, out))
     finally:
         ppo.PPOTrainer.train = original
     return out, captured
