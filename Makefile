@@ -39,7 +39,7 @@ all: install  ## the whole pipeline on defaults: sft -> reward -> ppo -> eval
 	$(MAKE) eval ARGS=
 
 test: install  ## fast tests + the slow end-to-end learning check (what CI runs)
-	$(BIN)/pytest -m "slow or not slow" -q
+	$(BIN)/pytest -m "slow or not slow" -q --durations=15
 
 test-fast: install  ## fast tests only
 	$(BIN)/pytest -q
