@@ -117,3 +117,31 @@ def test_ppo_learns_to_follow_the_prefix(trained, tmp_path):
         assert ppo_greedy[prefix]["exact_match"] >= 0.95, (prefix, ppo_greedy[prefix])
         assert ppo_greedy[prefix]["exact_match"] >= sft_greedy[prefix]["exact_match"] + 0.3
     assert ppo_greedy["all"]["correct"] >= 0.98
+
+
+def test_lora_trains_only_adapter_weights_and_saves_a_merged_policy(tiny_sft, tiny_reward, tmp_path):
+    ppo = load_recipe("ppo")
+    captured = {}
+    original = ppo.PPOTrainer.train
+
+    def train_and_capture(self):
+        policy = self.accelerator.unwrap_model(self.model).policy
+        captured["before"] = {k: v.detach().clone() for k, v in policy.named_parameters()}
+        captured["trainable"] = {k for k, v in policy.named_parameters() if v.requires_grad}
+        original(self)
+        captured["after"] = {k: v.detach().clone() for k, v in policy.named_parameters()}
+
+    ppo.PPOTrainer.train = train_and_capture
+    try:
+        ppo.main([*tiny_ppo_args(tiny_sft, tiny_reward, tmp_path / "ppo"), "--use_peft", "true", "--lora_r", "4"])
+    finally:
+        ppo.PPOTrainer.train = original
+    before, after = captured["before"], captured["after"]
+    assert captured["trainable"] and all("lora_" in k for k in captured["trainable"])
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and changed <= captured["trainable"]  # the base weights never moved
+    # The saved policy is the adapter merged into the base weights: a plain GPT-2 checkpoint, different from the SFT.
+    merged = _weights(tmp_path / "ppo")
+    assert not any("lora" in k for k in merged) and merged.keys() == _weights(tiny_sft).keys()
+    assert any(not torch.equal(merged[k], _weights(tiny_sft)[k]) for k in merged)
+    assert AutoModelForCausalLM.from_pretrained(tmp_path / "ppo").config.vocab_size == 42
