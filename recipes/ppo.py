@@ -69,13 +69,13 @@ def main(argv=None):
     trainer.train()
 
     # The policy to save (LoRA: merged into the base weights, so it loads with AutoModelForCausalLM).
-    policy = trainer.accelerator.unwrap_model(trainer.model).policy
+    models = trainer.accelerator.unwrap_model(trainer.model)  # policy + value model, without DDP's wrapper
     if model_args.use_peft:
-        trainer.model.policy = policy.merge_and_unload()
+        models.policy = models.policy.merge_and_unload()
 
     # Final numbers on the test numbers, with the rule-based judge.
     if trainer.accelerator.is_main_process:
-        results = evaluate(trainer.model.policy, tokenizer, heldout_prompts(prefixed=True), seed=config.seed)
+        results = evaluate(models.policy, tokenizer, heldout_prompts(prefixed=True), seed=config.seed)
         results["judged_during_training"] = judge.history
         print(format_table({k: results[k] for k in ("greedy", "sampled")}))
         save_results(results, f"{config.output_dir}/eval_results.json")

@@ -10,7 +10,7 @@ import pytest
 
 from conftest import ROOT, TINY_SFT
 
-TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "0"]
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
 
 
 def run_two_ranks(stage, args, tmp_path):
