@@ -3,6 +3,7 @@
 import logging
 
 from transformers import TrainerCallback
+from transformers.trainer_callback import ProgressCallback
 
 from .evaluate import evaluate
 from .task import PREFIXES, VALIDATION_NUMBERS, heldout_prompts
@@ -86,3 +87,31 @@ class JudgeCallback(TrainerCallback):
                 state.episode,
             )
             raise StopTraining
+
+
+class CompactProgressCallback(ProgressCallback):
+    """The progress bar, with one short line per log instead of TRL's ~20-metric dict per update.
+
+    Only what tells whether PPO works goes to the console, every `logging_steps` updates: episode, reward, KL, and the
+    judge's exact match whenever it runs. Every metric still reaches `log_history` (trainer_state.json, `make plots`)
+    and any `report_to` tracker.
+    """
+
+    KEYS = {
+        "objective/scores": "reward",
+        "objective/kl": "kl",
+        "eval/exact_match": "exact(greedy)",
+        "eval/sampled_exact_match": "exact(sampled)",
+        "eval/correct": "correct",
+    }
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not state.is_world_process_zero or self.training_bar is None:
+            return
+        logs = logs or {}
+        # TRL logs every update whatever `logging_steps` says; the console shows every logging_steps-th, and the judge.
+        if "eval/exact_match" not in logs and state.global_step % max(1, args.logging_steps) != 0:
+            return
+        shown = [f"{name} {logs[key]:.3f}" for key, name in self.KEYS.items() if key in logs]
+        if shown:
+            self.training_bar.write(f"episode {state.episode}: " + ", ".join(shown))

@@ -84,6 +84,8 @@ TRAINING_KEYS = {
         "weight_decay",
         "invalid_fraction",
         "encoder_dropout",
+        "repair_steps",
+        "detect_steps",
         "seed",
         "data_seed",
     ),
@@ -106,6 +108,7 @@ TRAINING_KEYS = {
         "lora_alpha",
         "lora_target_modules",
         "target_exact_match",
+        "target_sampled_exact_match",
         "seed",
     ),
 }

@@ -9,11 +9,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from transformers import set_seed
+from transformers.trainer_callback import ProgressCallback
 from trl import ModelConfig, get_peft_config
 from trl.experimental.ppo import PPOConfig
 
 from ppo_double.args import fit_to_device, parse_args
-from ppo_double.callbacks import JudgeCallback
+from ppo_double.callbacks import CompactProgressCallback, JudgeCallback
 from ppo_double.data import prompt_dataset
 from ppo_double.evaluate import evaluate, format_table, save_results
 from ppo_double.hub import save_and_push
@@ -66,6 +67,9 @@ def main(argv=None):
         seed=config.seed,
     )
     trainer.add_callback(judge)
+    if not config.disable_tqdm:  # a short console line per log instead of TRL's metrics dict
+        trainer.remove_callback(ProgressCallback)
+        trainer.add_callback(CompactProgressCallback)
     trainer.train()
 
     # The policy to save (LoRA: merged into the base weights, so it loads with AutoModelForCausalLM).

@@ -152,3 +152,24 @@ def test_compare_prints_the_comparison_and_differing_examples(tiny_sft, untraine
     for line in examples:
         _, prompt, a, b, _ = line.split("|")
         assert a.strip() != b.strip() and a.strip()[-1] in "✓✗" and b.strip()[-1] in "✓✗"
+
+
+def test_every_ppo_double_command_in_the_readme_runs(tiny_sft, tmp_path):
+    """The README's `ppo-double ...` examples, run as written (in a folder whose outputs/ holds tiny checkpoints)."""
+    import re
+    import shlex
+    import shutil
+
+    from conftest import ROOT
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    commands = [m.group(1) for m in re.finditer(r"^\$? ?(ppo-double [^#\n]*)", readme, flags=re.MULTILINE)]
+    assert len(commands) >= 4
+    for stage in ("sft", "ppo"):
+        shutil.copytree(tiny_sft, tmp_path / "outputs" / stage)
+    console_script = Path(sys.executable).parent / "ppo-double"
+    for command in commands:
+        argv = shlex.split(command)[1:]
+        out = subprocess.run([str(console_script), *argv], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, (command, out.stderr)
+        assert out.stdout.strip(), command

@@ -145,3 +145,25 @@ def test_lora_trains_only_adapter_weights_and_saves_a_merged_policy(tiny_sft, ti
     assert not any("lora" in k for k in merged) and merged.keys() == _weights(tiny_sft).keys()
     assert any(not torch.equal(merged[k], _weights(tiny_sft)[k]) for k in merged)
     assert AutoModelForCausalLM.from_pretrained(tmp_path / "ppo").config.vocab_size == 42
+
+
+def test_console_shows_a_short_line_every_logging_steps_and_every_judgement():
+    from types import SimpleNamespace
+
+    from ppo_double.callbacks import CompactProgressCallback
+
+    lines = []
+    callback = CompactProgressCallback()
+    callback.training_bar = SimpleNamespace(write=lines.append)
+    args = SimpleNamespace(logging_steps=8)
+    trl_metrics = {"objective/scores": 0.5, "objective/kl": 0.25, "loss/policy_avg": 0.1, "eps": 54}
+    for step in range(1, 17):
+        state = SimpleNamespace(is_world_process_zero=True, global_step=step, episode=64 * step)
+        callback.on_log(args, state, None, logs=dict(trl_metrics))
+    state = SimpleNamespace(is_world_process_zero=True, global_step=3, episode=192)
+    callback.on_log(args, state, None, logs={"eval/exact_match": 1.0, "eval/sampled_exact_match": 0.98})
+    assert lines == [
+        "episode 512: reward 0.500, kl 0.250",
+        "episode 1024: reward 0.500, kl 0.250",
+        "episode 192: exact(greedy) 1.000, exact(sampled) 0.980",
+    ]
