@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 ARGS ?=
 
-.PHONY: help install sft reward ppo eval plots all test test-fast lint format clean
+.PHONY: help install sft reward ppo eval plots bench all test test-fast lint format clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -31,6 +31,9 @@ eval: install  ## before/after table: SFT vs PPO on the held-out test numbers
 
 plots: install  ## PNG plots of the runs' logs -> outputs/plots/ (ARGS="--output_dir docs")
 	$(BIN)/ppo-double plots $(ARGS)
+
+bench: install  ## SFT recipe vs a plain PyTorch loop, s/100 steps and ratio -> outputs/bench/
+	$(BIN)/python bench/bench.py $(ARGS)
 
 all: install  ## the whole pipeline on defaults: sft -> reward -> ppo -> eval
 	$(MAKE) sft ARGS=
