@@ -15,7 +15,7 @@ import os
 import sys
 from pathlib import Path
 
-from .task import EOS, PREFIXES, UNPREFIXED, make_prompt, parse_prompt, prefix_for
+from .task import EOS, PREFIXES, UNPREFIXED, heldout_selection, make_prompt, parse_prompt, prefix_for
 from .tokenizer import VOCAB
 
 MARK_NO_EOS = "[no EOS]"
@@ -118,18 +118,6 @@ def load_policy(path: str):
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise UsageError(f"cannot load the model in {path!r}: {first_line}") from None
     return model, tokenizer
-
-
-def heldout_selection(which: str) -> list[str]:
-    """The held-out test prompts, in the order recipes/evaluate.py uses (unprefixed first), so the numbers match."""
-    from .task import heldout_prompts
-
-    prompts = []
-    if which in ("all", "unprefixed"):
-        prompts += heldout_prompts(prefixed=False)
-    if which in ("all", "prefixed"):
-        prompts += heldout_prompts(prefixed=True)
-    return prompts
 
 
 # --- subcommands -------------------------------------------------------------------------------------------------

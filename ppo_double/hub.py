@@ -60,28 +60,26 @@ MODEL_KEYS = {
     "reward": ("num_hidden_layers", "num_attention_heads", "hidden_size", "intermediate_size", "vocab_size"),
     "ppo": ("n_layer", "n_head", "n_embd", "n_positions", "vocab_size"),
 }
+# The optimisation settings SFT and reward share, in the card's order.
+_OPTIMIZATION_KEYS = (
+    "max_steps",
+    "per_device_train_batch_size",
+    "gradient_accumulation_steps",
+    "learning_rate",
+    "lr_scheduler_type",
+    "warmup_steps",
+    "weight_decay",
+)
 TRAINING_KEYS = {
     "sft": (
-        "max_steps",
-        "per_device_train_batch_size",
-        "gradient_accumulation_steps",
-        "learning_rate",
-        "lr_scheduler_type",
-        "warmup_steps",
-        "weight_decay",
+        *_OPTIMIZATION_KEYS,
         "max_length",
         "completion_only_loss",
         "seed",
         "data_seed",
     ),
     "reward": (
-        "max_steps",
-        "per_device_train_batch_size",
-        "gradient_accumulation_steps",
-        "learning_rate",
-        "lr_scheduler_type",
-        "warmup_steps",
-        "weight_decay",
+        *_OPTIMIZATION_KEYS,
         "invalid_fraction",
         "encoder_dropout",
         "repair_steps",

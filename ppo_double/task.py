@@ -86,6 +86,18 @@ def heldout_prompts(prefixed: bool, numbers=TEST_NUMBERS) -> list[str]:
     return [make_prompt(number, label) for label in labels for number in numbers]
 
 
+def heldout_selection(which: str) -> list[str]:
+    """The held-out test prompts every evaluation uses: `all` (unprefixed first), `prefixed` or `unprefixed`."""
+    if which not in ("all", "prefixed", "unprefixed"):
+        raise ValueError(f"unknown prompt selection {which!r}: use all, prefixed or unprefixed")
+    prompts = []
+    if which in ("all", "unprefixed"):
+        prompts += heldout_prompts(prefixed=False)
+    if which in ("all", "prefixed"):
+        prompts += heldout_prompts(prefixed=True)
+    return prompts
+
+
 @dataclass(frozen=True)
 class Verdict:
     well_formed: bool  # 4-5 numerals of one system, nothing else before EOS

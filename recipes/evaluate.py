@@ -11,7 +11,7 @@ from transformers import AutoModelForCausalLM
 from ppo_double.args import parse_args
 from ppo_double.evaluate import evaluate, format_comparison, format_table, save_results
 from ppo_double.modeling import load_tokenizer
-from ppo_double.task import heldout_prompts
+from ppo_double.task import heldout_selection
 
 
 @dataclass
@@ -28,11 +28,7 @@ class EvalArguments:
 
 def main(argv=None):
     (args,) = parse_args((EvalArguments,), argv=argv)
-    prompts = []
-    if args.prompts in ("all", "unprefixed"):
-        prompts += heldout_prompts(prefixed=False)
-    if args.prompts in ("all", "prefixed"):
-        prompts += heldout_prompts(prefixed=True)
+    prompts = heldout_selection(args.prompts)
 
     results = {}
     for name in filter(None, (args.baseline, args.model)):
