@@ -30,7 +30,7 @@ class PPOScriptArguments:
         default=0.995, metadata={"help": "stop once every prefix reaches this validation exact match (null: never)"}
     )
     target_sampled_exact_match: float = field(
-        default=0.98, metadata={"help": "...and this sampled (T=1) validation exact match"}
+        default=0.0, metadata={"help": "...and this sampled (T=1) validation exact match"}
     )
     target_patience: int = field(default=2, metadata={"help": "...on this many judged updates in a row"})
 
