@@ -1,17 +1,33 @@
-"""SFT speed: the project's SFT recipe (TRL's SFTTrainer) against a plain PyTorch loop of the tutorial, same run.
+"""Benchmarks: SFT recipe vs a plain PyTorch loop, and the whole pipeline (`make all`) per seed.
 
-    python bench/bench.py                 # 300 steps, 3 repeats each, batch 64, the tutorial's model
-    python bench/bench.py --steps 100 --repeats 1
+    make bench                                         # both parts: SFT compare, then the pipeline for seeds 42 43 44
+    make bench ARGS="--seeds 42 --skip-sft-compare"    # the pipeline only, one seed
+    make bench ARGS="--readme README.md"               # also write the tables between the README's bench markers
+    python bench/bench.py --steps 100 --repeats 1 --skip-pipeline
 
-Both sides train the same model on the same pre-tokenized data with the same batch; only the training loop differs.
-Prints a markdown table (seconds per 100 steps, median of the repeats, and the ratio recipe / plain) and writes it,
-with the raw numbers, to outputs/bench/. Compare ratios from one run, not seconds across machines or runs.
+SFT compare: both sides train the same model on the same pre-tokenized data with the same batch; only the training
+loop differs. Seconds per 100 steps, median of the repeats, and the ratio recipe / plain. Compare ratios from one
+run, not seconds across machines or runs.
+
+Pipeline: for each seed S, the four stages of `make all` as subprocesses, in order, in a fresh folder
+`<output_dir>/seed<S>/` (deleted first: the recipes resume from checkpoints in an existing folder), each stage's
+output in `<stage>.log` there. Per stage: wall time and peak RSS (of the stage and its descendants); per seed: PPO
+episodes and episodes/s (TRL's log), greedy exact match per prefix on the held-out test numbers after PPO, whether
+the target is met and the time to it (SFT + reward + PPO). `--sft-args` etc. append to a stage's command, e.g.
+`--ppo-args "--total_episodes 1024"`. A failed stage skips that seed's later stages; the script then exits 1.
+
+Writes one markdown document (printed too) to `<output_dir>/bench.md` and the raw numbers to `bench.json`.
 """
 
 import argparse
 import importlib.util
 import json
+import os
+import platform
+import shlex
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -21,8 +37,17 @@ import torch
 
 from ppo_double.data import sft_dataset
 from ppo_double.modeling import build_policy, load_tokenizer
+from ppo_double.task import PREFIXES
 
 ROOT = Path(__file__).resolve().parent.parent
+STAGES = ("sft", "reward", "ppo", "eval")
+TARGET_EXACT_MATCH = 0.995  # the mission's target: greedy exact match on the held-out test numbers, every prefix
+README_START, README_END = "<!-- bench:start -->", "<!-- bench:end -->"
+LOG_TAIL_LINES = 20
+MISSING = "—"
+
+
+# --- SFT compare: the recipe against a plain PyTorch loop, in this process ---------------------------------------
 
 
 def plain_loop(steps: int, batch: int, seed: int = 42) -> float:
@@ -49,7 +74,11 @@ def plain_loop(steps: int, batch: int, seed: int = 42) -> float:
 
 
 def recipe(steps: int, batch: int) -> float:
-    """recipes/sft.py on its YAML defaults but `steps` steps; returns the trainer's own train_runtime."""
+    """recipes/sft.py on its YAML defaults but `steps` steps; returns the trainer's own train_runtime.
+
+    No checkpoints (the plain loop saves none), and the output folder inside the temporary folder, so that the
+    recipe's `<output_dir>-checkpoints` folder goes away with it.
+    """
     spec = importlib.util.spec_from_file_location("recipe_sft", ROOT / "recipes" / "sft.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -61,7 +90,9 @@ def recipe(steps: int, batch: int) -> float:
                 "--per_device_train_batch_size",
                 str(batch),
                 "--output_dir",
-                out,
+                str(Path(out) / "sft"),
+                "--save_strategy",
+                "no",
                 "--eval_after_training",
                 "false",
                 "--disable_tqdm",
@@ -73,35 +104,364 @@ def recipe(steps: int, batch: int) -> float:
     return next(e["train_runtime"] for e in reversed(trainer.state.log_history) if "train_runtime" in e)
 
 
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=300)
-    parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--output_dir", default="outputs/bench")
-    args = parser.parse_args(argv)
-
+def sft_compare(steps: int, batch: int, repeats: int) -> tuple[str, dict]:
+    """Run both loops `repeats` times, interleaved; returns (markdown table, raw numbers for bench.json)."""
     seconds = {"plain PyTorch loop": [], "recipes/sft.py (SFTTrainer)": []}
-    for _ in range(args.repeats):  # interleaved, so that machine noise hits both sides alike
-        seconds["plain PyTorch loop"].append(plain_loop(args.steps, args.batch))
-        seconds["recipes/sft.py (SFTTrainer)"].append(recipe(args.steps, args.batch))
-    per_100 = {name: 100 * statistics.median(values) / args.steps for name, values in seconds.items()}
+    for _ in range(repeats):  # interleaved, so that machine noise hits both sides alike
+        seconds["plain PyTorch loop"].append(plain_loop(steps, batch))
+        seconds["recipes/sft.py (SFTTrainer)"].append(recipe(steps, batch))
+    per_100 = {name: 100 * statistics.median(values) / steps for name, values in seconds.items()}
     plain = per_100["plain PyTorch loop"]
     lines = [
-        f"SFT, {args.steps} steps x batch {args.batch}, median of {args.repeats}, torch threads "
-        f"{torch.get_num_threads()}",
+        f"SFT, {steps} steps x batch {batch}, median of {repeats}, torch threads {torch.get_num_threads()}",
         "",
         "| loop | s / 100 steps | ratio to plain loop |",
         "|---|---|---|",
         *(f"| {name} | {value:.2f} | {value / plain:.2f}x |" for name, value in per_100.items()),
     ]
-    table = "\n".join(lines)
-    print(table)
+    return "\n".join(lines), {"seconds": seconds, "seconds_per_100_steps": per_100}
+
+
+# --- Pipeline: the four stages of `make all` as subprocesses, per seed -------------------------------------------
+
+
+def stage_commands(seed: int, run_dir: Path, extra: dict[str, list[str]]) -> dict[str, list[str]]:
+    """The command of each stage, as the Makefile runs it, with outputs under `run_dir` and `extra` args appended."""
+    python, accelerate = sys.executable, str(Path(sys.executable).parent / "accelerate")
+    s, sft, reward, ppo = str(seed), str(run_dir / "sft"), str(run_dir / "reward"), str(run_dir / "ppo")
+    commands = {
+        "sft": [python, "recipes/sft.py", "--seed", s, "--data_seed", s, "--output_dir", sft],
+        "reward": [python, "recipes/reward.py", "--seed", s, "--data_seed", s, "--output_dir", reward],
+        "ppo": [accelerate, "launch", "recipes/ppo.py", "--seed", s, "--sft_model_path", sft]
+        + ["--reward_model_path", reward, "--output_dir", ppo],
+        "eval": [python, "recipes/evaluate.py", "--model", ppo, "--baseline", sft]
+        + ["--output_json", str(run_dir / "eval.json")],
+    }
+    return {stage: command + extra.get(stage, []) for stage, command in commands.items()}
+
+
+def run_stage(command: list[str], log_path: Path) -> dict:
+    """Run `command` from the repo root, output to `log_path`; returns exit code, wall seconds and peak RSS (GiB).
+
+    The peak RSS is `ru_maxrss` of `wait4` on the child: the largest of the child and its waited-for descendants
+    (e.g. the python that `accelerate launch` starts), in KiB on Linux.
+    """
+    with open(log_path, "w", encoding="utf-8") as log:
+        start = time.perf_counter()
+        process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(process.pid, 0)
+        wall = time.perf_counter() - start
+    process.returncode = os.waitstatus_to_exitcode(status)  # reaped by wait4: tell Popen
+    return {
+        "command": command,
+        "log": str(log_path),
+        "returncode": process.returncode,
+        "wall_s": wall,
+        "peak_rss_gib": usage.ru_maxrss / 1024**2,
+    }
+
+
+def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+    """The last `lines` lines of a log file."""
+    return "\n".join(Path(path).read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
+
+
+def ppo_progress(trainer_state: Path) -> tuple[int | None, float | None]:
+    """(episodes trained, episodes/s): the last `episode` and `eps` values TRL logged in trainer_state.json."""
+    history = json.loads(Path(trainer_state).read_text(encoding="utf-8"))["log_history"]
+    episodes = [entry["episode"] for entry in history if "episode" in entry]
+    eps = [entry["eps"] for entry in history if "eps" in entry]
+    return (episodes[-1] if episodes else None), (eps[-1] if eps else None)
+
+
+def greedy_exact_match(eval_results: Path) -> dict[str, float]:
+    """Greedy exact match per prefix on the held-out test numbers, from the PPO recipe's eval_results.json."""
+    greedy = json.loads(Path(eval_results).read_text(encoding="utf-8"))["greedy"]
+    return {prefix: greedy[prefix]["exact_match"] for prefix in PREFIXES}
+
+
+def seed_outcome(stages: dict[str, dict], ppo_dir: Path) -> dict:
+    """Per-seed summary of the stages run; the PPO numbers come from `ppo_dir` once the PPO stage has succeeded."""
+    failed = next((name for name, stage in stages.items() if stage["returncode"] != 0), None)
+    outcome = {"failed_stage": failed, "total_s": None, "ppo_episodes": None, "ppo_episodes_per_s": None}
+    outcome.update(greedy_exact_match=None, target_met=None, time_to_target_s=None)
+    if failed is None and len(stages) == len(STAGES):
+        outcome["total_s"] = sum(stage["wall_s"] for stage in stages.values())
+    if stages.get("ppo", {}).get("returncode") != 0:
+        return outcome
+    try:
+        episodes, eps = ppo_progress(ppo_dir / "trainer_state.json")
+        exact = greedy_exact_match(ppo_dir / "eval_results.json")
+    except (OSError, KeyError, ValueError) as error:  # the stage succeeded but did not write what we read
+        print(f"cannot read the PPO results in {ppo_dir}: {error!r}", flush=True)
+        return {**outcome, "failed_stage": "ppo results", "error": repr(error)}
+    target_met = all(value >= TARGET_EXACT_MATCH for value in exact.values())
+    outcome.update(ppo_episodes=episodes, ppo_episodes_per_s=eps, greedy_exact_match=exact, target_met=target_met)
+    if target_met:
+        outcome["time_to_target_s"] = sum(stages[name]["wall_s"] for name in ("sft", "reward", "ppo"))
+    return outcome
+
+
+def run_seed(seed: int, run_dir: Path, extra: dict[str, list[str]]) -> dict:
+    """All four stages for one seed in a fresh `run_dir`; stops at the first failed stage (its log tail printed)."""
+    run_dir = run_dir.resolve()
+    shutil.rmtree(run_dir, ignore_errors=True)
+    run_dir.mkdir(parents=True)
+    stages = {}
+    for name, command in stage_commands(seed, run_dir, extra).items():
+        print(f"seed {seed}: {name}: {shlex.join(command)}", flush=True)
+        stages[name] = stage = run_stage(command, run_dir / f"{name}.log")
+        summary = f"exit {stage['returncode']}, {stage['wall_s']:.1f} s, peak RSS {stage['peak_rss_gib']:.2f} GiB"
+        print(f"seed {seed}: {name}: {summary}", flush=True)
+        if stage["returncode"] != 0:
+            print(f"seed {seed}: {name} failed; last lines of {stage['log']}:\n{log_tail(stage['log'])}", flush=True)
+            break
+    return {"seed": seed, "run_dir": str(run_dir), "stages": stages, **seed_outcome(stages, run_dir / "ppo")}
+
+
+# --- Pipeline table -------------------------------------------------------------------------------------------------
+
+
+def fmt(value, spec: str = ".1f") -> str:
+    """`value` formatted with `spec`, or a dash when there is none."""
+    return MISSING if value is None else format(value, spec)
+
+
+def median(values) -> float | None:
+    """Median of the values that are not None; None when there are none."""
+    present = [value for value in values if value is not None]
+    return statistics.median(present) if present else None
+
+
+def stage_cells(stages: dict[str, dict], key: str, spec: str) -> list[str]:
+    """One cell per stage: `key` formatted, `failed (…)` for a failed stage, a dash for a stage not run."""
+    cells = []
+    for name in STAGES:
+        stage = stages.get(name)
+        if stage is None:
+            cells.append(MISSING)
+        elif stage["returncode"] != 0:
+            cells.append(f"failed ({format(stage[key], spec)})")
+        else:
+            cells.append(format(stage[key], spec))
+    return cells
+
+
+def exact_cell(exact: dict[str, float] | None) -> str:
+    """Greedy exact match per prefix as `100.0% / 99.8% / 100.0%`."""
+    return MISSING if exact is None else " / ".join(f"{100 * exact[p]:.1f}%" for p in PREFIXES)
+
+
+def target_cell(result: dict) -> str:
+    """yes / no, or which stage failed."""
+    if result["failed_stage"] is not None:
+        return f"failed: {result['failed_stage']}"
+    return MISSING if result["target_met"] is None else ("yes" if result["target_met"] else "no")
+
+
+def row(cells: list[str]) -> str:
+    """A markdown table row."""
+    return "| " + " | ".join(cells) + " |"
+
+
+def seed_row(result: dict) -> str:
+    """The table row of one seed."""
+    walls = stage_cells(result["stages"], "wall_s", ".1f")
+    rss = stage_cells(result["stages"], "peak_rss_gib", ".2f")
+    return row(
+        [
+            str(result["seed"]),
+            *walls,
+            fmt(result["total_s"]),
+            fmt(result["ppo_episodes"], ".0f"),
+            fmt(result["ppo_episodes_per_s"], ".0f"),
+            exact_cell(result["greedy_exact_match"]),
+            target_cell(result),
+            fmt(result["time_to_target_s"]),
+            " / ".join(rss),
+        ]
+    )
+
+
+def successful(results: list[dict], stage: str, key: str) -> list[float]:
+    """`key` of `stage` over the seeds where that stage ran and succeeded."""
+    stages = [r["stages"].get(stage) for r in results]
+    return [s[key] for s in stages if s is not None and s["returncode"] == 0]
+
+
+def median_summary(results: list[dict]) -> dict:
+    """Medians over seeds, each over the seeds that have the number (a failed stage has none)."""
+    return {
+        "wall_s": {stage: median(successful(results, stage, "wall_s")) for stage in STAGES},
+        "peak_rss_gib": {stage: median(successful(results, stage, "peak_rss_gib")) for stage in STAGES},
+        "total_s": median(r["total_s"] for r in results),
+        "ppo_episodes": median(r["ppo_episodes"] for r in results),
+        "ppo_episodes_per_s": median(r["ppo_episodes_per_s"] for r in results),
+        "greedy_exact_match": {
+            p: median(r["greedy_exact_match"][p] if r["greedy_exact_match"] else None for r in results)
+            for p in PREFIXES
+        },
+        "seeds_target_met": sum(bool(r["target_met"]) for r in results),
+        "seeds": len(results),
+        "time_to_target_s": median(r["time_to_target_s"] for r in results),
+    }
+
+
+def median_row(summary: dict) -> str:
+    """The table's last row, from `median_summary`."""
+    exact = summary["greedy_exact_match"]
+    return row(
+        [
+            "median",
+            *(fmt(summary["wall_s"][stage]) for stage in STAGES),
+            fmt(summary["total_s"]),
+            fmt(summary["ppo_episodes"], ".0f"),
+            fmt(summary["ppo_episodes_per_s"], ".0f"),
+            MISSING if None in exact.values() else exact_cell(exact),
+            f"{summary['seeds_target_met']}/{summary['seeds']}",
+            fmt(summary["time_to_target_s"]),
+            " / ".join(fmt(summary["peak_rss_gib"][stage], ".2f") for stage in STAGES),
+        ]
+    )
+
+
+def machine() -> dict:
+    """What the numbers were measured on."""
+    return {
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "platform": platform.platform(),
+    }
+
+
+def pipeline_table(results: list[dict], extra: dict[str, list[str]], host: dict) -> str:
+    """Markdown: a heading line, one row per seed and a median row, the machine line."""
+    seeds = ", ".join(str(r["seed"]) for r in results)
+    extras = "; ".join(f"{stage} `{shlex.join(args)}`" for stage, args in extra.items() if args)
+    header = [
+        "seed",
+        *(f"{name} s" for name in ("SFT", "reward", "PPO", "eval")),
+        "total s",
+        "PPO episodes",
+        "PPO episodes/s",
+        f"greedy exact {' / '.join(PREFIXES)}",
+        "target met",
+        "time to target s",
+        "peak RSS GiB (sft / reward / ppo / eval)",
+    ]
+    lines = [
+        f"Pipeline (`make all`: sft → reward → ppo → eval, fresh output folder), seeds {seeds}"
+        + (f", extra args: {extras}" if extras else ", recipe defaults")
+        + f". Target: greedy exact match ≥ {100 * TARGET_EXACT_MATCH:g}% for every prefix on the held-out test"
+        " numbers; time to target = SFT + reward + PPO s. Medians over the seeds that have the number.",
+        "",
+        row(header),
+        row(["---"] * len(header)),
+        *(seed_row(r) for r in results),
+        median_row(median_summary(results)),
+        "",
+        f"Machine: {host['cpu_count']} CPU cores (os.cpu_count()), torch {host['torch']} with "
+        f"{host['torch_threads']} threads, {host['platform']}.",
+    ]
+    return "\n".join(lines)
+
+
+# --- README ---------------------------------------------------------------------------------------------------------
+
+
+def marker_lines(lines: list[str]) -> tuple[int, int]:
+    """Indices of the README's start and end marker lines; ValueError when missing, repeated or out of order."""
+    starts = [i for i, line in enumerate(lines) if line.strip() == README_START]
+    ends = [i for i, line in enumerate(lines) if line.strip() == README_END]
+    if len(starts) != 1 or len(ends) != 1 or starts[0] > ends[0]:
+        raise ValueError(
+            f"expected one line {README_START!r} followed by one line {README_END!r}; found {len(starts)} start "
+            f"and {len(ends)} end markers"
+        )
+    return starts[0], ends[0]
+
+
+def replace_between_markers(text: str, block: str) -> str:
+    """`text` with everything between the marker lines replaced by `block` (blank lines around it)."""
+    lines = text.splitlines()
+    start, end = marker_lines(lines)
+    new = [*lines[: start + 1], "", *block.strip("\n").splitlines(), "", *lines[end:]]
+    return "\n".join(new) + ("\n" if text.endswith("\n") else "")
+
+
+def check_readme(path: Path) -> None:
+    """Fail early, before any measurement, when `path` lacks the markers."""
+    try:
+        marker_lines(Path(path).read_text(encoding="utf-8").splitlines())
+    except ValueError as error:
+        raise SystemExit(f"{path}: {error}") from None
+
+
+def update_readme(path: Path, block: str) -> None:
+    """Write `block` between the markers of the README at `path`."""
+    path = Path(path)
+    path.write_text(replace_between_markers(path.read_text(encoding="utf-8"), block), encoding="utf-8")
+
+
+# --- main -----------------------------------------------------------------------------------------------------------
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=300, help="SFT compare: steps per run")
+    parser.add_argument("--batch", type=int, default=64, help="SFT compare: batch size")
+    parser.add_argument("--repeats", type=int, default=3, help="SFT compare: runs per side")
+    parser.add_argument("--output_dir", default="outputs/bench")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[42, 43, 44], help="pipeline: one run per seed")
+    parser.add_argument("--skip-sft-compare", action="store_true")
+    parser.add_argument("--skip-pipeline", action="store_true")
+    for stage in STAGES:
+        parser.add_argument(f"--{stage}-args", default="", help=f"pipeline: extra arguments for the {stage} stage")
+    parser.add_argument("--readme", help="also write the tables between the bench markers of this file")
+    args = parser.parse_args(argv)
+    if args.skip_sft_compare and args.skip_pipeline:
+        parser.error("--skip-sft-compare and --skip-pipeline: nothing to do")
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.readme:
+        check_readme(args.readme)
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "bench.md").write_text(table + "\n", encoding="utf-8")
-    results = {"args": vars(args), "seconds": seconds, "seconds_per_100_steps": per_100}
-    (out / "bench.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
+    sections, results, failed = [], {"args": vars(args)}, False
+
+    if not args.skip_sft_compare:
+        table, raw = sft_compare(args.steps, args.batch, args.repeats)
+        sections.append(table)
+        results.update(raw)
+
+    if not args.skip_pipeline:
+        extra = {stage: shlex.split(getattr(args, f"{stage}_args")) for stage in STAGES}
+        host = machine()
+        seeds = [run_seed(seed, out / f"seed{seed}", extra) for seed in args.seeds]
+        sections.append(pipeline_table(seeds, extra, host))
+        results["pipeline"] = {
+            "target_exact_match": TARGET_EXACT_MATCH,
+            "extra_args": extra,
+            "machine": host,
+            "seeds": seeds,
+            "median": median_summary(seeds),
+        }
+        failed = any(r["failed_stage"] is not None for r in seeds)
+
+    document = "\n\n".join(sections)
+    print(document)
+    (out / "bench.md").write_text(document + "\n", encoding="utf-8")
+    (out / "bench.json").write_text(json.dumps(results, indent=2, ensure_ascii=False), encoding="utf-8")
+    if args.readme and failed:
+        print(f"{args.readme} not updated: a stage failed (see the table)", file=sys.stderr)
+    elif args.readme:
+        update_readme(args.readme, document)
+        print(f"wrote the tables into {args.readme}")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -10,27 +10,95 @@ from accelerate import PartialState
 from accelerate.utils import DistributedType
 from trl import TrlParser
 
+from .errors import UsageError
+
 logger = logging.getLogger(__name__)
+
+
+class _Parser(TrlParser):
+    """TrlParser whose errors are a UsageError (one line) instead of argparse's usage text, hundreds of lines long."""
+
+    def error(self, message):
+        raise UsageError(f"{message} (--help lists every option)")
 
 
 def parse_args(dataclass_types, default_config: str | None = None, argv: list[str] | None = None):
     """Parse `--config FILE` (default: `default_config`) and then CLI overrides into the dataclasses.
 
     A run with no arguments uses the recipe's YAML; `--config other.yaml` replaces it; `--key value` overrides one
-    field. Unknown keys in the YAML or on the command line are errors (TrlParser's own check).
+    field. Unknown keys (in the YAML or on the command line) and invalid values are a UsageError naming them.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     if default_config is not None and "--config" not in argv:
         argv = ["--config", default_config, *argv]
-    parser = TrlParser(dataclass_types)
+    config_file = argv[argv.index("--config") + 1] if "--config" in argv[:-1] else None
+    if config_file is not None and not os.path.isfile(config_file):
+        raise UsageError(f"config file {config_file!r} does not exist")
+    parser = _Parser(dataclass_types)
     has_use_cpu = any("use_cpu" in {f.name for f in dataclasses.fields(t)} for t in dataclass_types)
     if has_use_cpu and not torch.cuda.is_available():
         # Without `use_cpu`, processes started by torchrun on a CPU machine each see DistributedType.NO and train
         # alone; with it, accelerate sets up a real gloo process group (MULTI_CPU).
         parser.set_defaults(use_cpu=True)
-    parsed = parser.parse_args_and_config(argv)
+    try:
+        *parsed, unknown_in_config, unknown_in_argv = parser.parse_args_and_config(
+            argv, return_remaining_strings=True, separate_remaining_strings=True
+        )
+    except (ValueError, TypeError) as err:  # a dataclass's own check (__post_init__), or a malformed YAML file
+        raise UsageError(str(err).strip().splitlines()[0]) from None
+    if unknown_in_config:
+        keys = ", ".join(k[2:] for k in unknown_in_config[::2])
+        raise UsageError(f"unknown key(s) in {config_file}: {keys} (--help lists every option; check the spelling)")
+    if unknown_in_argv:
+        raise UsageError(f"unknown argument(s): {' '.join(unknown_in_argv)} (--help lists every option)")
+    for args in parsed:
+        check_values(args)
     check_distributed()
-    return parsed
+    return tuple(parsed)
+
+
+# (field, test, what it must be): checked on every parsed dataclass that has the field. TrainingArguments and TRL's
+# configs accept these values silently and fail later (a negative learning rate even trains, backwards).
+_VALUE_CHECKS = (
+    ("learning_rate", lambda v: v > 0, "> 0"),
+    ("per_device_train_batch_size", lambda v: v >= 1, ">= 1"),
+    ("gradient_accumulation_steps", lambda v: v >= 1, ">= 1"),
+    ("total_episodes", lambda v: v is None or v >= 1, ">= 1"),
+    ("response_length", lambda v: v >= 1, ">= 1 (the answer needs up to 5 numerals and E)"),
+    ("num_mini_batches", lambda v: v >= 1, ">= 1"),
+    ("num_ppo_epochs", lambda v: v >= 1, ">= 1"),
+    ("kl_coef", lambda v: v >= 0, ">= 0"),
+    ("temperature", lambda v: v > 0, "> 0"),
+    ("judge_every", lambda v: v >= 1, ">= 1"),
+    ("target_exact_match", lambda v: v is None or 0 <= v <= 1, "between 0 and 1 (or null: never stop early)"),
+    ("target_sampled_exact_match", lambda v: 0 <= v <= 1, "between 0 and 1"),
+    ("target_patience", lambda v: v >= 1, ">= 1"),
+    ("invalid_fraction", lambda v: 0 <= v < 1, "in [0, 1)"),
+    ("repair_steps", lambda v: v >= 0, ">= 0"),
+    ("detect_steps", lambda v: v >= 0, ">= 0"),
+    ("repair_corrupt_prob", lambda v: 0 < v <= 1, "in (0, 1]"),
+    ("detect_corrupt_prob", lambda v: 0 < v <= 1, "in (0, 1]"),
+)
+
+
+def check_values(args) -> None:
+    """UsageError for the first invalid value in `args`, naming the field, the value and what it must be."""
+    for name, valid, must in _VALUE_CHECKS:
+        if hasattr(args, name) and not valid(getattr(args, name)):
+            raise UsageError(f"{name} must be {must}, got {getattr(args, name)!r}: fix it in the YAML or with --{name}")
+    # SFT and reward train for max_steps (no epochs); PPO counts episodes instead.
+    if not hasattr(args, "total_episodes") and getattr(args, "max_steps", 1) < 1:
+        raise UsageError(f"max_steps must be >= 1, got {args.max_steps}: fix it in the YAML or with --max_steps")
+    if hasattr(args, "num_mini_batches"):
+        batch = args.per_device_train_batch_size * args.gradient_accumulation_steps
+        if batch % args.num_mini_batches:
+            raise UsageError(
+                f"the batch per process (per_device_train_batch_size x gradient_accumulation_steps = {batch}) does "
+                f"not split into num_mini_batches={args.num_mini_batches}: pick a divisor of {batch}"
+            )
+    for size, heads in (("n_embd", "n_head"), ("hidden_size", "num_attention_heads")):
+        if hasattr(args, size) and getattr(args, size) % getattr(args, heads):
+            raise UsageError(f"{size}={getattr(args, size)} must be a multiple of {heads}={getattr(args, heads)}")
 
 
 def check_distributed() -> None:

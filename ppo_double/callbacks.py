@@ -67,6 +67,14 @@ class JudgeCallback(TrainerCallback):
             for p in PREFIXES
         )
 
+    def on_train_begin(self, args, state, control, **kwargs):
+        # A resumed run: the judgements so far are in the restored log history; replay them for history and streak.
+        self.history, self.streak = [], 0
+        for entry in state.log_history:
+            if "eval/exact_match" in entry:
+                self.history.append({"episode": entry["step"] * args.batch_size, **entry})
+                self.streak = self.streak + 1 if self.target is not None and self.reached_target(entry) else 0
+
     def on_step_end(self, args, state, control, **kwargs):
         # Every rank judges (the weights, hence the answers for a fixed seed, are identical), so all ranks reach the
         # same stop decision without a collective.

@@ -13,17 +13,13 @@ and exit code 2, never a traceback.
 import argparse
 import os
 import sys
-from pathlib import Path
 
+from .errors import UsageError
 from .task import EOS, PREFIXES, UNPREFIXED, heldout_selection, make_prompt, parse_prompt, prefix_for
 from .tokenizer import VOCAB
 
 MARK_NO_EOS = "[no EOS]"
 MARK_EMPTY = "[empty]"
-
-
-class UsageError(Exception):
-    """Bad input from the user: printed as one line `error: ...`, exit code 2."""
 
 
 # --- prompts and answers -----------------------------------------------------------------------------------------
@@ -99,25 +95,13 @@ def load_policy(path: str):
     Only local folders: a path that does not exist is never looked up on the Hub (that takes ~50 s of retries
     offline). Download a Hub checkpoint first (`hf download USER/REPO --local-dir DIR`).
     """
-    folder = Path(path)
-    if not folder.is_dir():
-        raise UsageError(f"model folder {path!r} does not exist (train it first, e.g. `make sft`, or check the path)")
-    if not (folder / "config.json").is_file():
-        raise UsageError(f"{path!r} is not a checkpoint folder: it has no config.json")
-    from transformers import AutoModelForCausalLM
     from transformers.utils import logging as hf_logging
 
-    from .modeling import load_tokenizer
+    from .checkpoints import load_policy as load
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
-    try:
-        model = AutoModelForCausalLM.from_pretrained(folder)
-        tokenizer = load_tokenizer(str(folder))
-    except (OSError, ValueError) as err:
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UsageError(f"cannot load the model in {path!r}: {first_line}") from None
-    return model, tokenizer
+    return load(path)
 
 
 # --- subcommands -------------------------------------------------------------------------------------------------

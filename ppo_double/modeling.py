@@ -47,7 +47,9 @@ def default_generation_config(max_new_tokens: int = 7) -> GenerationConfig:
 
 def build_value_model(policy_path: str) -> GPT2ForSequenceClassification:
     """A scalar head on the SFT transformer: PPO's critic starts from the policy's own features."""
-    return GPT2ForSequenceClassification.from_pretrained(policy_path, num_labels=1, **_special_ids())
+    return GPT2ForSequenceClassification.from_pretrained(
+        policy_path, num_labels=1, use_safetensors=True, **_special_ids()
+    )
 
 
 def build_classifier(

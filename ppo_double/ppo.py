@@ -1,11 +1,14 @@
-"""Everything PPO needs around TRL's PPOTrainer: the four models, and early stopping."""
+"""Everything PPO needs around TRL's PPOTrainer: the four models, early stopping, and resuming from a checkpoint."""
 
 import logging
+import os
 
-from transformers import AutoModelForCausalLM
+from safetensors.torch import load_file
+from transformers import AutoModelForCausalLM, TrainerCallback, TrainerState
 from trl.experimental.ppo import PPOTrainer as TRLPPOTrainer
 
 from .callbacks import StopTraining
+from .checkpoints import check_checkpoint
 from .modeling import build_value_model
 from .reward import NumeralReward
 
@@ -18,21 +21,31 @@ def build_ppo_models(sft_model_path: str, reward_model_path: str, use_peft: bool
     The value model is GPT2ForSequenceClassification on the SFT transformer (its scalar head starts fresh); the
     reference is a frozen second copy of the SFT policy, or None with LoRA (TRL then disables the adapters).
     """
-    policy = AutoModelForCausalLM.from_pretrained(sft_model_path)
+    check_checkpoint(sft_model_path, "policy")
+    reward_model = NumeralReward.from_pretrained(reward_model_path)  # checks its folder too
+    policy = AutoModelForCausalLM.from_pretrained(sft_model_path, use_safetensors=True)
     return {
         "model": policy,
-        "ref_model": None if use_peft else AutoModelForCausalLM.from_pretrained(sft_model_path),
+        "ref_model": None if use_peft else AutoModelForCausalLM.from_pretrained(sft_model_path, use_safetensors=True),
         "value_model": build_value_model(sft_model_path),
-        "reward_model": NumeralReward.from_pretrained(reward_model_path),
+        "reward_model": reward_model,
     }
 
 
+VALUE_MODEL = "value_model"  # subfolder of a PPO checkpoint
+
+
 class PPOTrainer(TRLPPOTrainer):
-    """TRL's PPOTrainer, stoppable by a callback, and able to save from a multi-process run.
+    """TRL's PPOTrainer, stoppable by a callback, able to save from a multi-process run, and resumable.
 
     TRL's update loop never reads `control.should_training_stop`, so JudgeCallback raises StopTraining from
-    `on_step_end` (after the update's optimizer steps, logging and checkpointing) and we finish the run here the way
-    TRL's loop would have: `on_train_end`.
+    `on_step_end` (after the update's optimizer steps and logging) and we finish the run here the way TRL's loop
+    would have: `on_train_end`.
+
+    TRL 1.12's PPOTrainer cannot resume (huggingface/trl#2657): its checkpoints hold the policy, optimizer, scheduler,
+    RNG states and trainer state (episode counter included) but not the value model, and `train()` always starts at
+    update 1. We add the value model to every checkpoint, and `train(resume_from_checkpoint=...)` restores it all and
+    lets TRL's own loop run the remaining updates, on the batches an uninterrupted run would have drawn.
     """
 
     # Read by transformers 5's Trainer._save on every rank; TRL 1.12's PPOTrainer never sets it (an AttributeError on
@@ -48,8 +61,70 @@ class PPOTrainer(TRLPPOTrainer):
         finally:
             self.model = wrapped
 
-    def train(self):
+    def _save_checkpoint(self, model, trial):
+        # Written before the trainer's own files, so trainer_state.json (last) still marks a complete checkpoint.
+        if self.args.should_save:
+            folder = os.path.join(self.args.output_dir, f"checkpoint-{self.state.global_step}", VALUE_MODEL)
+            self.accelerator.unwrap_model(self.model).value_model.save_pretrained(folder)
+        super()._save_checkpoint(model, trial)
+
+    def train(self, resume_from_checkpoint: str | None = None):
+        total = self.args.num_total_batches
+        if resume_from_checkpoint:
+            self._restore(resume_from_checkpoint)
         try:
             super().train()
         except StopTraining:
             self.control = self.callback_handler.on_train_end(self.args, self.state, self.control)
+        finally:
+            self.args.num_total_batches = total
+
+    def _restore(self, checkpoint: str) -> None:
+        """Load a checkpoint's weights and optimizer now; its trainer state, data position and RNG during train()."""
+        models = self.accelerator.unwrap_model(self.model)
+        self._load_from_checkpoint(checkpoint, model=models.policy)  # full weights, or the LoRA adapter
+        models.value_model.load_state_dict(load_file(os.path.join(checkpoint, VALUE_MODEL, "model.safetensors")))
+        self._load_optimizer_and_scheduler(checkpoint)
+        saved = TrainerState.load_from_json(os.path.join(checkpoint, "trainer_state.json"))
+        # TRL's loop runs updates 1..num_total_batches and resets the state first: run only the remaining updates,
+        # and put the saved state back once it has been reset (on_train_begin, before any other callback).
+        self.callback_handler.callbacks.insert(0, _RestoreState(saved, self.args.num_total_batches))
+        self.args.num_total_batches -= saved.global_step
+        # The data order is drawn when TRL's loop first iterates the dataloader, from the RNG state every run has
+        # there (same seed): skip the batches already trained on, then continue from the checkpoint's RNG states.
+        self.dataloader = _SkipBatches(self.dataloader, saved.global_step, lambda: self._load_rng_state(checkpoint))
+
+
+class _RestoreState(TrainerCallback):
+    def __init__(self, saved: TrainerState, max_steps: int):
+        self.saved, self.max_steps = saved, max_steps
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        for name in ("global_step", "episode", "epoch", "log_history", "total_flos"):
+            setattr(state, name, getattr(self.saved, name))
+        state.max_steps = self.max_steps
+
+
+class _SkipBatches:
+    """A dataloader whose first pass leaves out its first `skip` batches and then calls `then()`."""
+
+    def __init__(self, dataloader, skip: int, then):
+        self.dataloader, self.skip, self.then = dataloader, skip, then
+
+    def __len__(self):
+        return len(self.dataloader)
+
+    def __iter__(self):
+        if self.then is None:
+            yield from self.dataloader
+            return
+        iterator, skipped = iter(self.dataloader), 0
+        while skipped < self.skip:  # more batches than one pass: later passes reshuffle, so order may differ there
+            try:
+                next(iterator)
+                skipped += 1
+            except StopIteration:
+                iterator = iter(self.dataloader)
+        then, self.then = self.then, None
+        then()
+        yield from iterator

@@ -19,13 +19,13 @@ the classifier has an "invalid" class (wrong double, mixed systems, wrong length
 in the right system but with the wrong value scores low too.
 """
 
-import os
-
 import torch
 from torch import nn
 from transformers import AutoConfig, BertForSequenceClassification
 from transformers.modeling_outputs import BaseModelOutput
 
+from .checkpoints import check_checkpoint
+from .errors import UsageError
 from .modeling import CLASSIFIER_LABELS
 from .task import PREFIXES, UNPREFIXED
 from .tokenizer import VOCAB
@@ -80,16 +80,14 @@ class NumeralReward(nn.Module):
     @classmethod
     def from_pretrained(cls, path: str) -> "NumeralReward":
         """Rebuild from a `recipes/reward.py` output folder (safetensors weights, no pickled modules)."""
-        if not os.path.isdir(path) or not os.path.exists(os.path.join(path, "config.json")):
-            raise FileNotFoundError(f"no reward checkpoint at {path!r}: run `make reward` first (or pass its folder)")
+        check_checkpoint(path, "reward")
         config = AutoConfig.from_pretrained(path)
-        if config.model_type != "bert" or config.num_labels != len(CLASSIFIER_LABELS):
-            raise ValueError(
-                f"{path!r} holds a {config.model_type} model with {config.num_labels} labels, not the reward "
-                f"classifier (bert, {len(CLASSIFIER_LABELS)} labels: {', '.join(CLASSIFIER_LABELS)}); "
-                "did you pass a policy checkpoint?"
+        if config.num_labels != len(CLASSIFIER_LABELS):
+            raise UsageError(
+                f"{path!r} holds a BERT classifier with {config.num_labels} labels, not the reward classifier "
+                f"({len(CLASSIFIER_LABELS)} labels: {', '.join(CLASSIFIER_LABELS)}): pass the `make reward` folder"
             )
-        return cls(BertForSequenceClassification.from_pretrained(path))
+        return cls(BertForSequenceClassification.from_pretrained(path, use_safetensors=True))
 
     def forward(self, input_ids, attention_mask=None, **kwargs) -> torch.Tensor:
         """Reward per sequence, shape [batch]."""

@@ -6,17 +6,16 @@ python recipes/evaluate.py --model outputs/sft --prompts unprefixed --output_jso
 
 from dataclasses import dataclass, field
 
-from transformers import AutoModelForCausalLM
-
 from ppo_double.args import parse_args
+from ppo_double.checkpoints import load_policy
+from ppo_double.errors import run
 from ppo_double.evaluate import evaluate, format_comparison, format_table, save_results
-from ppo_double.modeling import load_tokenizer
 from ppo_double.task import heldout_selection
 
 
 @dataclass
 class EvalArguments:
-    model: str = field(default="outputs/sft", metadata={"help": "checkpoint folder (or Hub id) of a policy"})
+    model: str = field(default="outputs/sft", metadata={"help": "checkpoint folder of a policy"})
     baseline: str | None = field(default=None, metadata={"help": "a second policy to compare with (e.g. the SFT)"})
     prompts: str = field(
         default="all",
@@ -32,8 +31,8 @@ def main(argv=None):
 
     results = {}
     for name in filter(None, (args.baseline, args.model)):
-        model = AutoModelForCausalLM.from_pretrained(name)
-        results[name] = evaluate(model, load_tokenizer(name), prompts, seed=args.seed)
+        model, tokenizer = load_policy(name)
+        results[name] = evaluate(model, tokenizer, prompts, seed=args.seed)
         print(f"\n{name}\n{format_table(results[name])}")
     if args.baseline:
         print(f"\nbefore ({args.baseline}) -> after ({args.model})\n")
@@ -43,4 +42,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -15,7 +15,9 @@ from trl.experimental.ppo import PPOConfig
 
 from ppo_double.args import fit_to_device, parse_args
 from ppo_double.callbacks import CompactProgressCallback, JudgeCallback
+from ppo_double.checkpoints import final_folder, start_run
 from ppo_double.data import prompt_dataset
+from ppo_double.errors import run as run_main
 from ppo_double.evaluate import evaluate, format_table, save_results
 from ppo_double.hub import save_and_push
 from ppo_double.modeling import load_tokenizer
@@ -40,15 +42,16 @@ def main(argv=None):
         (PPOScriptArguments, PPOConfig, ModelConfig), str(Path(__file__).parent / "configs" / "ppo.yaml"), argv
     )
     fit_to_device(config)
+    run = start_run(config)  # checkpoints go to <output_dir>-checkpoints; a rerun resumes from the latest
     set_seed(config.seed)
+
+    # Models: policy and frozen reference from SFT, value model on the SFT backbone, reward from the classifier.
+    models = build_ppo_models(config.sft_model_path, config.reward_model_path, use_peft=model_args.use_peft)
 
     # Data: prefixed prompts (`S大写:3164x2=`) over the three prefixes, training numbers only.
     tokenizer = load_tokenizer(config.sft_model_path)
     train_dataset = prompt_dataset(tokenizer)
     eval_dataset = prompt_dataset(tokenizer, numbers=VALIDATION_NUMBERS)
-
-    # Models: policy and frozen reference from SFT, value model on the SFT backbone, reward from the classifier.
-    models = build_ppo_models(config.sft_model_path, config.reward_model_path, use_peft=model_args.use_peft)
 
     trainer = PPOTrainer(
         args=config,
@@ -70,24 +73,24 @@ def main(argv=None):
     if not config.disable_tqdm:  # a short console line per log instead of TRL's metrics dict
         trainer.remove_callback(ProgressCallback)
         trainer.add_callback(CompactProgressCallback)
-    trainer.train()
+    trainer.train(resume_from_checkpoint=run.resume_from())  # policy, value model, optimizer, RNG, episode counter
 
     # The policy to save (LoRA: merged into the base weights, so it loads with AutoModelForCausalLM).
     models = trainer.accelerator.unwrap_model(trainer.model)  # policy + value model, without DDP's wrapper
     if model_args.use_peft:
         models.policy = models.policy.merge_and_unload()
 
-    # Final numbers on the test numbers, with the rule-based judge.
-    if trainer.accelerator.is_main_process:
-        results = evaluate(models.policy, tokenizer, heldout_prompts(prefixed=True), seed=config.seed)
-        results["judged_during_training"] = judge.history
-        print(format_table({k: results[k] for k in ("greedy", "sampled")}))
-        save_results(results, f"{config.output_dir}/eval_results.json")
-    # Save the policy; with --push_to_hub, push it with a model card (stage, key config, the judge's numbers).
-    # Saved after the evaluation so that the pushed folder holds eval_results.json.
-    save_and_push(trainer, "ppo", script_args, model_args)
+    # The final folder: the rule-based judge's numbers on the test numbers, the policy, and with --push_to_hub a
+    # model card. It appears at output_dir only once complete.
+    with final_folder(trainer, run) as folder:
+        if trainer.accelerator.is_main_process:
+            results = evaluate(models.policy, tokenizer, heldout_prompts(prefixed=True), seed=config.seed)
+            results["judged_during_training"] = judge.history
+            print(format_table({k: results[k] for k in ("greedy", "sampled")}))
+            save_results(results, f"{folder}/eval_results.json")
+        save_and_push(trainer, "ppo", script_args, model_args)
     return trainer
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -15,13 +15,16 @@ PPO then calls it through ppo_double.reward.NumeralReward (probability of the re
 """
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from transformers import DataCollatorWithPadding, Trainer, TrainingArguments, set_seed
 
 from ppo_double.args import fit_to_device, parse_args
+from ppo_double.checkpoints import final_folder, start_run
 from ppo_double.data import AnswerCorruptionCollator, answer_dataset, classifier_dataset
+from ppo_double.errors import run as run_main
 from ppo_double.evaluate import classifier_accuracy, format_accuracy
 from ppo_double.hub import save_and_push
 from ppo_double.modeling import build_classifier, encoder_heads, load_tokenizer
@@ -47,6 +50,7 @@ def main(argv=None):
         (RewardScriptArguments, TrainingArguments), str(Path(__file__).parent / "configs" / "reward.yaml"), argv
     )
     fit_to_device(training_args)
+    run = start_run(training_args)  # checkpoints go to <output_dir>-checkpoints; a rerun resumes from the latest
     set_seed(training_args.seed)
 
     # Model: the tutorial's BERT classifier, with a 4th class.
@@ -63,22 +67,27 @@ def main(argv=None):
     # Phases 1 and 2: the encoder learns the arithmetic with a label per answer numeral, through two extra heads.
     repair, detect = encoder_heads(model)
     phases = [
-        (repair, script_args.repair_steps, script_args.repair_corrupt_prob, "original"),
-        (detect, script_args.detect_steps, script_args.detect_corrupt_prob, "replaced"),
+        ("repair", repair, script_args.repair_steps, script_args.repair_corrupt_prob, "original"),
+        ("detect", detect, script_args.detect_steps, script_args.detect_corrupt_prob, "replaced"),
     ]
-    for phase, (head, steps, corrupt_prob, target) in enumerate(phases, start=1):
+    for phase, (name, head, steps, corrupt_prob, target) in enumerate(phases, start=1):
         if steps > 0:
             # At a constant learning rate: under the classifier's cosine decay, phase 2 stopped half-way (loss 0.18
             # instead of ~0) and the classifier then caught only 58 % of wrong-digit answers.
             args = dataclasses.replace(
-                training_args, max_steps=steps, lr_scheduler_type="constant", warmup_steps=0, push_to_hub=False
+                training_args,
+                output_dir=os.path.join(run.checkpoints_dir, name),
+                max_steps=steps,
+                lr_scheduler_type="constant",
+                warmup_steps=0,
+                push_to_hub=False,
             )
             Trainer(
                 model=head,
                 args=args,
                 train_dataset=answer_dataset(tokenizer, steps * batch, training_args.data_seed + phase),
                 data_collator=AnswerCorruptionCollator(tokenizer, corrupt_prob, target),
-            ).train()
+            ).train(resume_from_checkpoint=run.resume_from(name))  # a finished phase: its weights, no steps
 
     # Phase 3: unprefixed answers labelled by numeral system, plus corrupted ones labelled "invalid".
     n = training_args.max_steps * batch
@@ -90,19 +99,19 @@ def main(argv=None):
         data_collator=DataCollatorWithPadding(tokenizer),
         processing_class=tokenizer,
     )
-    trainer.train()
+    trainer.train(resume_from_checkpoint=run.resume_from())
 
-    # Accuracy per class on held-out numbers (clean answers in each system, and corrupted ones).
-    if trainer.accelerator.is_main_process:
-        held_out = classifier_dataset(tokenizer, 6000, seed=0, invalid_fraction=0.5, numbers=TEST_NUMBERS)
-        results = classifier_accuracy(trainer.model, held_out)
-        print(format_accuracy(results))
-        trainer.save_metrics("eval", {f"accuracy/{k}": v for k, v in results.items()})
-
-    # Save; with --push_to_hub, push the folder with a model card (stage, key config, accuracy per class).
-    save_and_push(trainer, "reward", script_args)
+    # The final folder: accuracy per class on held-out numbers (clean answers in each system, and corrupted ones),
+    # the classifier, and with --push_to_hub a model card. It appears at output_dir only once complete.
+    with final_folder(trainer, run):
+        if trainer.accelerator.is_main_process:
+            held_out = classifier_dataset(tokenizer, 6000, seed=0, invalid_fraction=0.5, numbers=TEST_NUMBERS)
+            results = classifier_accuracy(trainer.model, held_out)
+            print(format_accuracy(results))
+            trainer.save_metrics("eval", {f"accuracy/{k}": v for k, v in results.items()})
+        save_and_push(trainer, "reward", script_args)
     return trainer
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

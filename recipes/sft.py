@@ -12,7 +12,9 @@ from transformers import set_seed
 from trl import SFTConfig, SFTTrainer
 
 from ppo_double.args import fit_to_device, parse_args
+from ppo_double.checkpoints import final_folder, start_run
 from ppo_double.data import sft_dataset
+from ppo_double.errors import run as run_main
 from ppo_double.evaluate import evaluate, format_table, save_results
 from ppo_double.hub import save_and_push
 from ppo_double.modeling import build_policy, load_tokenizer
@@ -35,6 +37,7 @@ def main(argv=None):
         (SFTScriptArguments, SFTConfig), str(Path(__file__).parent / "configs" / "sft.yaml"), argv
     )
     fit_to_device(training_args)
+    run = start_run(training_args)  # checkpoints go to <output_dir>-checkpoints; a rerun resumes from the latest
     set_seed(training_args.seed)
 
     # Data: unprefixed prompt/completion pairs (`S__:3320x2=` -> `6640E`), never from held-out numbers.
@@ -46,18 +49,18 @@ def main(argv=None):
     model = build_policy(script_args.n_embd, script_args.n_head, script_args.n_layer)
 
     trainer = SFTTrainer(model=model, args=training_args, train_dataset=train_dataset, processing_class=tokenizer)
-    trainer.train()
+    trainer.train(resume_from_checkpoint=run.resume_from())
 
-    # Evaluate on held-out unprefixed prompts with the rule-based judge; save the numbers with the model.
-    if script_args.eval_after_training and trainer.accelerator.is_main_process:
-        results = evaluate(trainer.model, tokenizer, heldout_prompts(prefixed=False), seed=training_args.seed)
-        print(format_table(results))
-        save_results(results, f"{training_args.output_dir}/eval_results.json")
-
-    # Save; with --push_to_hub, push the folder with a model card (stage, key config, the judge's numbers).
-    save_and_push(trainer, "sft", script_args)
+    # The final folder: the judge's numbers on held-out unprefixed prompts, the model, and with --push_to_hub the
+    # same folder on the Hub with a model card. It appears at output_dir only once complete.
+    with final_folder(trainer, run) as folder:
+        if script_args.eval_after_training and trainer.accelerator.is_main_process:
+            results = evaluate(trainer.model, tokenizer, heldout_prompts(prefixed=False), seed=training_args.seed)
+            print(format_table(results))
+            save_results(results, f"{folder}/eval_results.json")
+        save_and_push(trainer, "sft", script_args)
     return trainer
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

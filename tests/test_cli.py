@@ -90,12 +90,12 @@ def test_bad_stdin_line_names_the_line(tiny_sft, capsys, monkeypatch):
 
 def test_missing_or_broken_model_folder_is_one_line_error(tmp_path, capsys):
     code, _, err = run_main(["generate", str(tmp_path / "nope"), "大写:3164"], capsys)
-    assert code == 2 and err.count("\n") == 1 and "does not exist" in err and "nope" in err
+    assert code == 2 and err.count("\n") == 1 and "no checkpoint folder" in err and "nope" in err
     code, _, err = run_main(["eval", str(tmp_path)], capsys)
     assert code == 2 and err.count("\n") == 1 and "no config.json" in err
     (tmp_path / "config.json").write_text("{not json")
     code, _, err = run_main(["generate", str(tmp_path), "大写:3164"], capsys)
-    assert code == 2 and err.count("\n") == 1 and err.startswith(f"error: cannot load the model in {str(tmp_path)!r}")
+    assert code == 2 and err.count("\n") == 1 and err.startswith(f"error: {tmp_path}/config.json is corrupted")
 
 
 def test_console_script_end_to_end(tiny_sft):

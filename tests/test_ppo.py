@@ -48,9 +48,9 @@ def tiny_ppo(tiny_sft, tiny_reward, tmp_path_factory):
     captured = {}
     original = ppo.PPOTrainer.train
 
-    def train_and_capture(self):
+    def train_and_capture(self, **kwargs):
         captured["value_before"] = {k: v.clone() for k, v in self.value_model.state_dict().items()}
-        original(self)
+        original(self, **kwargs)
         captured["value_after"] = self.value_model.state_dict()
         captured["log_history"] = self.state.log_history
 
@@ -124,11 +124,11 @@ def test_lora_trains_only_adapter_weights_and_saves_a_merged_policy(tiny_sft, ti
     captured = {}
     original = ppo.PPOTrainer.train
 
-    def train_and_capture(self):
+    def train_and_capture(self, **kwargs):
         policy = self.accelerator.unwrap_model(self.model).policy
         captured["before"] = {k: v.detach().clone() for k, v in policy.named_parameters()}
         captured["trainable"] = {k for k, v in policy.named_parameters() if v.requires_grad}
-        original(self)
+        original(self, **kwargs)
         captured["after"] = {k: v.detach().clone() for k, v in policy.named_parameters()}
 
     ppo.PPOTrainer.train = train_and_capture

@@ -8,6 +8,7 @@ from transformers import AutoModelForSequenceClassification
 from trl.experimental.ppo.ppo_trainer import truncate_response
 from trl.experimental.utils import get_reward
 
+from ppo_double.errors import UsageError
 from ppo_double.modeling import load_tokenizer
 from ppo_double.reward import NumeralReward
 from ppo_double.task import (
@@ -138,9 +139,9 @@ def test_unknown_prefix_is_an_error(tiny):
 
 
 def test_loading_something_else_is_a_clear_error(tiny_sft, tmp_path):
-    with pytest.raises(ValueError, match="not the reward classifier"):
+    with pytest.raises(UsageError, match="holds a policy .GPT-2., not the reward classifier"):
         NumeralReward.from_pretrained(str(tiny_sft))
-    with pytest.raises(FileNotFoundError, match="no reward checkpoint"):
+    with pytest.raises(UsageError, match="no checkpoint folder .*: train it first \(`make reward`\)"):
         NumeralReward.from_pretrained(str(tmp_path / "missing"))
 
 

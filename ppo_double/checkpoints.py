@@ -1,0 +1,219 @@
+"""Checkpoint folders: where a stage writes them, which one a rerun resumes from, and loading them safely.
+
+A stage run with `--output_dir X` writes
+    X-checkpoints/checkpoint-N/   the trainer's checkpoints while it trains; a rerun resumes from the latest one
+    X/                            the final model, moved into place by one rename once every file in it is written
+so a run killed at any moment never leaves an `X` that a later stage, an evaluation or the Hub push takes for
+complete, and a checkpoint caught half-written is skipped on resume. Weights load from safetensors only (no pickle).
+"""
+
+import json
+import logging
+import os
+import re
+import shutil
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from accelerate import PartialState
+
+from .errors import UsageError
+
+logger = logging.getLogger(__name__)
+
+# Written last by transformers' Trainer._save_checkpoint: a checkpoint whose trainer_state.json parses is complete.
+TRAINER_STATE = "trainer_state.json"
+WEIGHTS = "model.safetensors"
+# What each role's config.json says, and where such a folder comes from.
+ROLES = {
+    "policy": {"model_type": "gpt2", "what": "a policy (GPT-2)", "make": "make sft", "example": "outputs/sft"},
+    "reward": {
+        "model_type": "bert",
+        "what": "the reward classifier (BERT)",
+        "make": "make reward",
+        "example": "outputs/reward",
+    },
+}
+
+
+def checkpoints_dir(output_dir: str) -> str:
+    return str(output_dir).rstrip("/\\") + "-checkpoints"
+
+
+def is_complete(checkpoint: str | Path) -> bool:
+    try:
+        json.loads((Path(checkpoint) / TRAINER_STATE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def last_complete_checkpoint(folder: str | Path) -> str | None:
+    """The `checkpoint-N` in `folder` with the highest N whose save finished, or None."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return None
+    steps = [
+        (int(match[1]), path)
+        for path in folder.iterdir()
+        if path.is_dir() and (match := re.fullmatch(r"checkpoint-(\d+)", path.name))
+    ]
+    return next((str(path) for _, path in sorted(steps, reverse=True) if is_complete(path)), None)
+
+
+@dataclass
+class StageRun:
+    """One stage's folders, and whether it resumes (see `start_run`)."""
+
+    output_dir: str  # the final folder
+    checkpoints_dir: str
+    resume: bool | str  # True: from the latest complete checkpoint; False: from scratch; str: from that checkpoint
+
+    def resume_from(self, subfolder: str = "") -> str | None:
+        """The checkpoint the trainer writing to `checkpoints_dir/subfolder` resumes from (None: from scratch).
+
+        A checkpoint given by path is the stage's main trainer's; other trainers (subfolders) resume their latest.
+        """
+        if isinstance(self.resume, str) and not subfolder:
+            return self.resume
+        folder = os.path.join(self.checkpoints_dir, subfolder) if subfolder else self.checkpoints_dir
+        checkpoint = last_complete_checkpoint(folder) if self.resume is not False else None
+        if checkpoint:
+            logger.warning("resuming from %s (--resume_from_checkpoint false starts over)", checkpoint)
+        elif self.resume is not False:
+            logger.warning("no checkpoint in %s: training from scratch", folder)
+        return checkpoint
+
+
+def start_run(training_args) -> StageRun:
+    """Check `output_dir`, send the trainer's checkpoints to `<output_dir>-checkpoints`, and settle resuming.
+
+    `--resume_from_checkpoint` (TrainingArguments' own field, which the Trainer leaves to scripts): unset or `true`
+    resumes from the latest complete checkpoint when there is one; `false` deletes the old checkpoints and starts
+    over; a path resumes from that checkpoint. Call before building the trainer.
+    """
+    final = training_args.output_dir
+    work = checkpoints_dir(final)
+    for path in (final, work):
+        if os.path.exists(path) and not os.path.isdir(path):
+            raise UsageError(f"output_dir {path!r} is a file, not a folder: pass another --output_dir")
+    value = training_args.resume_from_checkpoint
+    flag = {None: True, "true": True, "false": False}.get(value if value is None else str(value).lower(), value)
+    if isinstance(flag, str) and not is_complete(flag):
+        raise UsageError(
+            f"--resume_from_checkpoint {flag!r} is no complete checkpoint (a checkpoint-N folder with "
+            f"{TRAINER_STATE}): pass one, or true (latest in {work}) or false (start over)"
+        )
+    state = PartialState()
+    if flag is False and os.path.isdir(work):
+        if state.is_main_process:
+            logger.warning("--resume_from_checkpoint false: deleting the old checkpoints in %s, starting over", work)
+            shutil.rmtree(work)
+        state.wait_for_everyone()
+    if training_args.push_to_hub and not training_args.hub_model_id:
+        training_args.hub_model_id = Path(final).name  # the trainer would name the repo after its output_dir
+    training_args.output_dir = work
+    return StageRun(final, work, flag)
+
+
+@contextmanager
+def final_folder(trainer, run: StageRun):
+    """Write the final folder through the trainer (save_model, save_state, push_to_hub) and move it into place.
+
+    Inside the block the trainer's `output_dir` is a staging folder next to the checkpoints; on success, the main
+    process renames it to `run.output_dir` (a previous final folder is replaced only after the new one is complete).
+    """
+    args = trainer.args
+    staging = os.path.join(run.checkpoints_dir, "final.partial")
+    if trainer.accelerator.is_main_process:
+        shutil.rmtree(staging, ignore_errors=True)  # left by a run killed while saving
+        os.makedirs(staging)
+    trainer.accelerator.wait_for_everyone()
+    args.output_dir = staging
+    try:
+        yield staging
+        trainer.accelerator.wait_for_everyone()
+        if trainer.accelerator.is_main_process:
+            _replace_folder(staging, run.output_dir)
+    finally:
+        args.output_dir = run.checkpoints_dir
+
+
+def _replace_folder(new: str, final: str) -> None:
+    """Rename `new` to `final`; an existing `final` is first renamed aside, then deleted."""
+    os.makedirs(os.path.dirname(os.path.abspath(final)), exist_ok=True)
+    if not os.path.isdir(final):
+        os.rename(new, final)
+        return
+    old = new + ".replaced"
+    shutil.rmtree(old, ignore_errors=True)
+    os.rename(final, old)
+    os.rename(new, final)
+    shutil.rmtree(old)
+
+
+# --- loading -----------------------------------------------------------------------------------------------------
+
+
+def check_checkpoint(path: str, role: str) -> Path:
+    """The folder, once it is known to hold a complete `role` ("policy" or "reward") checkpoint with safe weights.
+
+    Raises UsageError (one line: what is wrong, and what to do) for a missing folder, a run that never finished, the
+    other role's checkpoint, only pickled weights, or a truncated or corrupted model.safetensors.
+    """
+    from safetensors import safe_open
+
+    role_info = ROLES[role]
+    folder = Path(path)
+    if not folder.exists():
+        unfinished = os.path.isdir(checkpoints_dir(path))
+        hint = (
+            f"its run did not finish (checkpoints in {checkpoints_dir(path)}): rerun it, it resumes"
+            if unfinished
+            else f"train it first (`{role_info['make']}`) or check the path"
+        )
+        raise UsageError(f"no checkpoint folder {path!r}: {hint}")
+    if not folder.is_dir():
+        raise UsageError(f"{path!r} is a file, not a checkpoint folder")
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except OSError:
+        raise UsageError(f"{path!r} is not a checkpoint folder: it has no config.json") from None
+    except ValueError:
+        raise UsageError(f"{path}/config.json is corrupted (not JSON): retrain or re-download the checkpoint") from None
+    model_type = config.get("model_type")
+    if model_type != role_info["model_type"]:
+        other = next((info["what"] for info in ROLES.values() if info["model_type"] == model_type), model_type)
+        raise UsageError(
+            f"{path!r} holds {other}, not {role_info['what']}: pass a {role} folder such as {role_info['example']}"
+        )
+    weights = folder / WEIGHTS
+    if not weights.is_file():
+        found = (
+            "only pickled weights (pytorch_model.bin), which ppo_double never loads"
+            if (folder / "pytorch_model.bin").exists()
+            else f"no {WEIGHTS}"
+        )
+        raise UsageError(f"{path!r} has {found}: retrain it, or convert it to safetensors")
+    try:
+        with safe_open(weights, "pt") as handle:
+            handle.keys()
+    except Exception as err:  # safetensors raises its own SafetensorError (or OSError) for a broken file
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UsageError(f"{weights} is truncated or corrupted ({reason}): rerun the stage that wrote it") from None
+    return folder
+
+
+def load_policy(path: str):
+    """(GPT-2 policy, tokenizer) from a checkpoint folder, after `check_checkpoint`."""
+    from transformers import AutoModelForCausalLM
+
+    from .modeling import load_tokenizer
+
+    folder = check_checkpoint(path, "policy")
+    try:
+        return AutoModelForCausalLM.from_pretrained(folder, use_safetensors=True), load_tokenizer(str(folder))
+    except (OSError, ValueError) as err:
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UsageError(f"cannot load the policy in {path!r}: {first_line}") from None

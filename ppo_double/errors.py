@@ -1,0 +1,15 @@
+"""Bad input ends a run with one line naming the problem and its fix, not a traceback."""
+
+import sys
+
+
+class UsageError(Exception):
+    """Bad input from the user (a value, a path, a prompt, a checkpoint): printed as one line `error: ...`."""
+
+
+def run(main, argv=None) -> None:
+    """Run a recipe's `main`, turning a UsageError into `error: <message>` on stderr and exit code 2."""
+    try:
+        main(argv)
+    except UsageError as err:
+        sys.exit(f"error: {err}")

@@ -1,0 +1,202 @@
+"""bench/bench.py's pure parts: README markers, the pipeline table and its medians, reading the PPO run's files."""
+
+import importlib.util
+import json
+import sys
+
+import pytest
+
+from conftest import ROOT
+from ppo_double.task import PREFIXES
+
+
+def load_bench():
+    """Import bench/bench.py as a module (it is a script, not a package)."""
+    spec = importlib.util.spec_from_file_location("bench_script", ROOT / "bench" / "bench.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+bench = load_bench()
+
+
+def stage(wall: float, rss: float, returncode: int = 0) -> dict:
+    return {"command": ["x"], "log": "x.log", "returncode": returncode, "wall_s": wall, "peak_rss_gib": rss}
+
+
+def seed_result(seed: int, stages: dict, **outcome) -> dict:
+    base = {"failed_stage": None, "total_s": None, "ppo_episodes": None, "ppo_episodes_per_s": None}
+    base.update(greedy_exact_match=None, target_met=None, time_to_target_s=None)
+    return {"seed": seed, "run_dir": f"/tmp/seed{seed}", "stages": stages, **base, **outcome}
+
+
+@pytest.fixture
+def results():
+    """Two complete seeds (one meets the target, one not) and one whose PPO stage failed."""
+    full = {name: stage(10.0 * (i + 1), 0.5 + i / 10) for i, name in enumerate(bench.STAGES)}
+    met = seed_result(
+        42,
+        full,
+        total_s=100.0,
+        ppo_episodes=4096,
+        ppo_episodes_per_s=20,
+        greedy_exact_match=dict.fromkeys(PREFIXES, 1.0),
+        target_met=True,
+        time_to_target_s=60.0,
+    )
+    slower = {**full, "ppo": stage(50.0, 0.9)}
+    not_met = seed_result(
+        43,
+        slower,
+        total_s=120.0,
+        ppo_episodes=8192,
+        ppo_episodes_per_s=30,
+        greedy_exact_match={PREFIXES[0]: 1.0, PREFIXES[1]: 0.99, PREFIXES[2]: 0.998},
+        target_met=False,
+    )
+    failed = seed_result(44, {"sft": stage(12.0, 0.6), "reward": stage(22.0, 0.7), "ppo": stage(5.0, 0.4, 1)})
+    failed["failed_stage"] = "ppo"
+    return [met, not_met, failed]
+
+
+def test_replace_between_markers_keeps_the_rest():
+    text = f"# Title\n\nintro\n{bench.README_START}\nold table\nmore old\n{bench.README_END}\n\nafter\n"
+    new = bench.replace_between_markers(text, "| a |\n|---|\n")
+    assert new == f"# Title\n\nintro\n{bench.README_START}\n\n| a |\n|---|\n\n{bench.README_END}\n\nafter\n"
+    assert bench.replace_between_markers(new, "| a |\n|---|\n") == new  # idempotent
+
+
+def test_replace_between_empty_markers():
+    text = f"a\n{bench.README_START}\n{bench.README_END}\nb"
+    assert bench.replace_between_markers(text, "x") == f"a\n{bench.README_START}\n\nx\n\n{bench.README_END}\nb"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "no markers at all\n",
+        f"{bench.README_START}\nonly the start\n",
+        f"{bench.README_END}\n{bench.README_START}\n",
+        f"{bench.README_START}\n{bench.README_END}\n{bench.README_START}\n{bench.README_END}\n",
+    ],
+)
+def test_replace_between_markers_errors_without_markers(text):
+    with pytest.raises(ValueError, match="bench:start"):
+        bench.replace_between_markers(text, "x")
+
+
+def test_update_readme_and_check_readme(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text(f"top\n{bench.README_START}\n{bench.README_END}\nbottom\n", encoding="utf-8")
+    bench.check_readme(readme)
+    bench.update_readme(readme, "table")
+    assert readme.read_text(encoding="utf-8") == f"top\n{bench.README_START}\n\ntable\n\n{bench.README_END}\nbottom\n"
+    readme.write_text("no markers\n", encoding="utf-8")
+    with pytest.raises(SystemExit, match="README.md"):
+        bench.check_readme(readme)
+
+
+def test_pipeline_table_rows_and_median(results):
+    host = {"cpu_count": 2, "torch_threads": 2, "torch": "2.x", "platform": "Linux"}
+    table = bench.pipeline_table(results, {"sft": ["--max_steps", "30"], "ppo": []}, host)
+    lines = table.splitlines()
+    header = next(line for line in lines if line.startswith("| seed"))
+    assert f"greedy exact {' / '.join(PREFIXES)}" in header
+    rows = {line.split(" | ")[0]: line for line in lines if line.startswith("| 4") or line.startswith("| median")}
+    assert rows["| 42"] == (
+        "| 42 | 10.0 | 20.0 | 30.0 | 40.0 | 100.0 | 4096 | 20 | 100.0% / 100.0% / 100.0% | yes | 60.0 "
+        "| 0.50 / 0.60 / 0.70 / 0.80 |"
+    )
+    assert rows["| 43"] == (
+        "| 43 | 10.0 | 20.0 | 50.0 | 40.0 | 120.0 | 8192 | 30 | 100.0% / 99.0% / 99.8% | no | — "
+        "| 0.50 / 0.60 / 0.90 / 0.80 |"
+    )
+    assert rows["| 44"] == (
+        "| 44 | 12.0 | 22.0 | failed (5.0) | — | — | — | — | — | failed: ppo | — | 0.60 / 0.70 / failed (0.40) / — |"
+    )
+    # Medians over the seeds that have the number: the failed stage and the stages not run count for nothing.
+    assert rows["| median"] == (
+        "| median | 10.0 | 20.0 | 40.0 | 40.0 | 110.0 | 6144 | 25 | 100.0% / 99.5% / 99.9% | 1/3 | 60.0 "
+        "| 0.50 / 0.60 / 0.80 / 0.80 |"
+    )
+    assert "extra args: sft `--max_steps 30`" in lines[0]
+    assert lines[-1] == "Machine: 2 CPU cores (os.cpu_count()), torch 2.x with 2 threads, Linux."
+
+
+def test_median_summary(results):
+    summary = bench.median_summary(results)
+    assert summary["wall_s"] == {"sft": 10.0, "reward": 20.0, "ppo": 40.0, "eval": 40.0}
+    assert summary["seeds_target_met"] == 1 and summary["seeds"] == 3
+    assert summary["time_to_target_s"] == 60.0
+
+
+def write_ppo_dir(path, history, exact):
+    path.mkdir()
+    (path / "trainer_state.json").write_text(json.dumps({"log_history": history}), encoding="utf-8")
+    greedy = {p: {"exact_match": exact[p], "correct": 1.0} for p in PREFIXES}
+    greedy["all"] = {"exact_match": sum(exact.values()) / 3}
+    results = {"greedy": greedy, "sampled": greedy, "judged_during_training": []}
+    (path / "eval_results.json").write_text(json.dumps(results, ensure_ascii=False), encoding="utf-8")
+
+
+HISTORY = [
+    {"eps": 10, "objective/kl": 0.0, "episode": 64, "step": 1},
+    {"eval/exact_match": 0.5, "step": 1},  # the judge's entries carry no episode
+    {"eps": 12, "objective/kl": 0.1, "episode": 128, "step": 2},
+    {"eval/exact_match": 0.9, "step": 2},
+    {"train_runtime": 11.0, "step": 2},
+]
+
+
+def test_ppo_progress_and_greedy_exact_match(tmp_path):
+    exact = {PREFIXES[0]: 1.0, PREFIXES[1]: 0.996, PREFIXES[2]: 0.994}
+    write_ppo_dir(tmp_path / "ppo", HISTORY, exact)
+    assert bench.ppo_progress(tmp_path / "ppo" / "trainer_state.json") == (128, 12)
+    assert bench.greedy_exact_match(tmp_path / "ppo" / "eval_results.json") == exact
+
+
+def test_ppo_progress_without_ppo_metrics(tmp_path):
+    (tmp_path / "trainer_state.json").write_text(json.dumps({"log_history": [{"step": 0}]}), encoding="utf-8")
+    assert bench.ppo_progress(tmp_path / "trainer_state.json") == (None, None)
+
+
+@pytest.mark.parametrize("low, met", [(0.995, True), (0.994, False)])
+def test_seed_outcome_target(tmp_path, low, met):
+    write_ppo_dir(tmp_path / "ppo", HISTORY, {PREFIXES[0]: 1.0, PREFIXES[1]: low, PREFIXES[2]: 1.0})
+    stages = {name: stage(10.0, 0.5) for name in bench.STAGES}
+    outcome = bench.seed_outcome(stages, tmp_path / "ppo")
+    assert outcome["failed_stage"] is None and outcome["total_s"] == 40.0
+    assert (outcome["ppo_episodes"], outcome["ppo_episodes_per_s"]) == (128, 12)
+    assert outcome["target_met"] is met
+    assert outcome["time_to_target_s"] == (30.0 if met else None)
+
+
+def test_seed_outcome_failed_stage(tmp_path):
+    stages = {"sft": stage(10.0, 0.5), "reward": stage(3.0, 0.5, returncode=2)}
+    outcome = bench.seed_outcome(stages, tmp_path / "ppo")
+    assert outcome["failed_stage"] == "reward"
+    assert outcome["total_s"] is None and outcome["target_met"] is None
+
+
+def test_seed_outcome_unreadable_ppo_results(tmp_path):
+    stages = {name: stage(10.0, 0.5) for name in bench.STAGES}
+    outcome = bench.seed_outcome(stages, tmp_path / "missing")
+    assert outcome["failed_stage"] == "ppo results" and "error" in outcome
+
+
+def test_stage_commands_follow_the_makefile(tmp_path):
+    commands = bench.stage_commands(7, tmp_path, {"ppo": ["--total_episodes", "256"]})
+    assert list(commands) == list(bench.STAGES)
+    assert commands["sft"][:2] == [sys.executable, "recipes/sft.py"]
+    assert commands["sft"][2:6] == ["--seed", "7", "--data_seed", "7"]
+    assert commands["ppo"][1:3] == ["launch", "recipes/ppo.py"]
+    assert commands["ppo"][-2:] == ["--total_episodes", "256"]
+    assert commands["eval"][-2:] == ["--output_json", str(tmp_path / "eval.json")]
+
+
+def test_run_stage_records_exit_code_and_log(tmp_path):
+    result = bench.run_stage([sys.executable, "-c", "print('hello'); raise SystemExit(3)"], tmp_path / "s.log")
+    assert result["returncode"] == 3
+    assert result["wall_s"] > 0 and result["peak_rss_gib"] > 0
+    assert bench.log_tail(tmp_path / "s.log") == "hello"
