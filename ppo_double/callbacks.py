@@ -72,8 +72,9 @@ class JudgeCallback(TrainerCallback):
         self.history, self.streak = [], 0
         for entry in state.log_history:
             if "eval/exact_match" in entry:
-                self.history.append({"episode": entry["step"] * args.batch_size, **entry})
-                self.streak = self.streak + 1 if self.target is not None and self.reached_target(entry) else 0
+                logs = {k: v for k, v in entry.items() if k.startswith("eval/")}
+                self.history.append({"episode": entry["step"] * args.batch_size, "step": entry["step"], **logs})
+                self.streak = self.streak + 1 if self.target is not None and self.reached_target(logs) else 0
 
     def on_step_end(self, args, state, control, **kwargs):
         # Every rank judges (the weights, hence the answers for a fixed seed, are identical), so all ranks reach the

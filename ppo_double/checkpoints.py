@@ -42,11 +42,13 @@ def checkpoints_dir(output_dir: str) -> str:
 
 
 def is_complete(checkpoint: str | Path) -> bool:
+    """Its trainer_state.json parses, and its weights are there (an old checkpoint caught mid-deletion has not)."""
+    checkpoint = Path(checkpoint)
     try:
-        json.loads((Path(checkpoint) / TRAINER_STATE).read_text(encoding="utf-8"))
+        json.loads((checkpoint / TRAINER_STATE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    return True
+    return any((checkpoint / name).is_file() for name in (WEIGHTS, "adapter_model.safetensors"))
 
 
 def last_complete_checkpoint(folder: str | Path) -> str | None:

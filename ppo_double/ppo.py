@@ -3,8 +3,9 @@
 import logging
 import os
 
+import torch
 from safetensors.torch import load_file
-from transformers import AutoModelForCausalLM, TrainerCallback, TrainerState
+from transformers import AutoModelForCausalLM, TrainerCallback
 from trl.experimental.ppo import PPOTrainer as TRLPPOTrainer
 
 from .callbacks import StopTraining
@@ -84,8 +85,11 @@ class PPOTrainer(TRLPPOTrainer):
         models = self.accelerator.unwrap_model(self.model)
         self._load_from_checkpoint(checkpoint, model=models.policy)  # full weights, or the LoRA adapter
         models.value_model.load_state_dict(load_file(os.path.join(checkpoint, VALUE_MODEL, "model.safetensors")))
-        self._load_optimizer_and_scheduler(checkpoint)
-        saved = TrainerState.load_from_json(os.path.join(checkpoint, "trainer_state.json"))
+        # Trainer._load_optimizer_and_scheduler needs attributes TRL's PPOTrainer never sets; these are its two loads
+        # (weights_only: tensors and plain containers, no pickled code).
+        for target, name in ((self.optimizer, "optimizer.pt"), (self.lr_scheduler, "scheduler.pt")):
+            target.load_state_dict(torch.load(os.path.join(checkpoint, name), map_location="cpu", weights_only=True))
+        saved = type(self.state).load_from_json(os.path.join(checkpoint, "trainer_state.json"))  # TRL: with `episode`
         # TRL's loop runs updates 1..num_total_batches and resets the state first: run only the remaining updates,
         # and put the saved state back once it has been reset (on_train_begin, before any other callback).
         self.callback_handler.callbacks.insert(0, _RestoreState(saved, self.args.num_total_batches))
@@ -96,7 +100,7 @@ class PPOTrainer(TRLPPOTrainer):
 
 
 class _RestoreState(TrainerCallback):
-    def __init__(self, saved: TrainerState, max_steps: int):
+    def __init__(self, saved, max_steps: int):
         self.saved, self.max_steps = saved, max_steps
 
     def on_train_begin(self, args, state, control, **kwargs):

@@ -1,0 +1,115 @@
+"""Reliability: a stage killed with SIGKILL part-way and rerun ends exactly where an uninterrupted run ends; the same
+config and seed give the same losses and weights; no half-written folder is ever taken for complete."""
+
+import json
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from conftest import ROOT, load_recipe
+from ppo_double.checkpoints import is_complete, last_complete_checkpoint
+
+# Small runs that still write several checkpoints, so that a kill can land between (or inside) saves.
+STAGE_ARGS = {
+    "sft": [
+        "--max_steps", "40", "--save_steps", "5", "--per_device_train_batch_size", "16", "--n_layer", "1",
+        "--logging_steps", "5",
+    ],
+    "reward": [
+        "--repair_steps", "10", "--detect_steps", "10", "--max_steps", "20", "--save_steps", "5",
+        "--per_device_train_batch_size", "16", "--num_hidden_layers", "1", "--logging_steps", "5",
+    ],
+    "ppo": [
+        "--total_episodes", "256", "--per_device_train_batch_size", "16", "--num_ppo_epochs", "1", "--save_steps",
+        "2", "--judge_every", "4", "--logging_steps", "2", "--target_exact_match", "null",
+    ],
+}  # fmt: skip
+# What must match between runs: every logged loss and metric, except clocks and throughput, and two counters of the
+# process rather than the run: SFTTrainer's `num_tokens` and the Trainer's closing `train_loss` (on resume, TRL and
+# transformers count them from the restart, not from step 0; every per-step loss matches).
+UNRESTORED_KEYS = {"train_runtime", "train_samples_per_second", "train_steps_per_second", "eps", "total_flos"}
+UNRESTORED_KEYS |= {"num_tokens", "train_loss"}
+
+
+def stage_args(stage, out, tiny_sft, tiny_reward) -> list[str]:
+    args = [*STAGE_ARGS[stage], "--output_dir", str(out), "--disable_tqdm", "true"]
+    if stage == "ppo":
+        args += ["--sft_model_path", str(tiny_sft), "--reward_model_path", str(tiny_reward)]
+    return args
+
+
+def run(stage, args, kill_at=None, log=None):
+    """Run recipes/<stage>.py in its own process; with `kill_at`, SIGKILL it once that many checkpoints completed."""
+    command = [sys.executable, str(ROOT / "recipes" / f"{stage}.py"), *args]
+    out = Path(args[args.index("--output_dir") + 1])
+    with open(log, "w") as stderr:
+        proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=stderr)
+        seen = set()
+        while kill_at is not None and proc.poll() is None:
+            seen |= {p for p in Path(f"{out}-checkpoints").rglob("checkpoint-*") if is_complete(p)}
+            if len(seen) >= kill_at:
+                proc.send_signal(signal.SIGKILL)
+                break
+            time.sleep(0.002)
+        proc.wait(timeout=600)
+    return proc.returncode, Path(log).read_text()
+
+
+def logged(folder) -> list[dict]:
+    history = json.loads((Path(folder) / "trainer_state.json").read_text())["log_history"]
+    return [{k: v for k, v in entry.items() if k not in UNRESTORED_KEYS} for entry in history]
+
+
+def assert_same_run(a, b):
+    """Same weights, same judge numbers, same logged losses and metrics."""
+    wa, wb = load_file(str(a / "model.safetensors")), load_file(str(b / "model.safetensors"))
+    assert wa.keys() == wb.keys()
+    assert all(torch.equal(wa[k], wb[k]) for k in wa), "final weights differ"
+    assert json.loads((a / "eval_results.json").read_text()) == json.loads((b / "eval_results.json").read_text())
+    assert logged(a) == logged(b)
+
+
+@pytest.mark.parametrize("stage", ["sft", "reward", "ppo"])
+def test_killed_run_resumes_to_the_same_result(stage, tiny_sft, tiny_reward, tmp_path):
+    reference, resumed = tmp_path / "reference", tmp_path / "resumed"
+    code, _ = run(stage, stage_args(stage, reference, tiny_sft, tiny_reward), log=tmp_path / "reference.log")
+    assert code == 0
+    checkpoints = len({p.name for p in Path(f"{reference}-checkpoints").rglob("checkpoint-*")})
+
+    args = stage_args(stage, resumed, tiny_sft, tiny_reward)
+    kill_at = random.Random(f"kill {stage}").randint(1, 4)  # the seeded, random point: after the k-th checkpoint
+    code, _ = run(stage, args, kill_at=kill_at, log=tmp_path / "killed.log")
+    assert code == -signal.SIGKILL, "the run finished before it could be killed"
+    assert not resumed.exists(), "a killed run left a final folder"
+    assert last_complete_checkpoint(f"{resumed}-checkpoints") or stage == "reward"
+
+    code, log = run(stage, args, log=tmp_path / "rerun.log")
+    assert code == 0, log[-2000:]
+    assert "resuming from" in log
+    assert_same_run(reference, resumed)
+    assert checkpoints >= 1
+
+
+def test_resume_false_starts_over(tiny_sft, tiny_reward, tmp_path):
+    out = tmp_path / "sft"
+    args = stage_args("sft", out, tiny_sft, tiny_reward)
+    code, _ = run("sft", args, kill_at=2, log=tmp_path / "killed.log")
+    assert code == -signal.SIGKILL
+    code, log = run("sft", [*args, "--resume_from_checkpoint", "false"], log=tmp_path / "rerun.log")
+    assert code == 0 and "starting over" in log and "resuming from" not in log
+    assert json.loads((out / "trainer_state.json").read_text())["global_step"] == 40
+
+
+@pytest.mark.parametrize("stage", ["sft", "reward", "ppo"])
+def test_same_config_and_seed_give_the_same_run(stage, tiny_sft, tiny_reward, tmp_path):
+    recipe = load_recipe(stage)
+    for name in ("a", "b"):
+        recipe.main(stage_args(stage, tmp_path / name, tiny_sft, tiny_reward))
+    assert_same_run(tmp_path / "a", tmp_path / "b")
