@@ -141,7 +141,7 @@ def test_unknown_prefix_is_an_error(tiny):
 def test_loading_something_else_is_a_clear_error(tiny_sft, tmp_path):
     with pytest.raises(UsageError, match="holds a policy .GPT-2., not the reward classifier"):
         NumeralReward.from_pretrained(str(tiny_sft))
-    with pytest.raises(UsageError, match="no checkpoint folder .*: train it first \(`make reward`\)"):
+    with pytest.raises(UsageError, match=r"no checkpoint folder .*: train it first \(`make reward`\)"):
         NumeralReward.from_pretrained(str(tmp_path / "missing"))
 
 
