@@ -12,4 +12,5 @@ def run(main, argv=None) -> None:
     try:
         main(argv)
     except UsageError as err:
-        sys.exit(f"error: {err}")
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)

@@ -10,6 +10,7 @@ from trl.experimental.ppo import PPOTrainer as TRLPPOTrainer
 
 from .callbacks import StopTraining
 from .checkpoints import check_checkpoint
+from .errors import UsageError
 from .modeling import build_value_model
 from .reward import NumeralReward
 
@@ -82,9 +83,15 @@ class PPOTrainer(TRLPPOTrainer):
 
     def _restore(self, checkpoint: str) -> None:
         """Load a checkpoint's weights and optimizer now; its trainer state, data position and RNG during train()."""
+        value_weights = os.path.join(checkpoint, VALUE_MODEL, "model.safetensors")
+        if not os.path.isfile(value_weights):
+            raise UsageError(
+                f"{checkpoint} has no {VALUE_MODEL}/ (not a ppo_double PPO checkpoint): pass another one, or "
+                "--resume_from_checkpoint false to start over"
+            )
         models = self.accelerator.unwrap_model(self.model)
         self._load_from_checkpoint(checkpoint, model=models.policy)  # full weights, or the LoRA adapter
-        models.value_model.load_state_dict(load_file(os.path.join(checkpoint, VALUE_MODEL, "model.safetensors")))
+        models.value_model.load_state_dict(load_file(value_weights))
         # Trainer._load_optimizer_and_scheduler needs attributes TRL's PPOTrainer never sets; these are its two loads
         # (weights_only: tensors and plain containers, no pickled code).
         for target, name in ((self.optimizer, "optimizer.pt"), (self.lr_scheduler, "scheduler.pt")):

@@ -53,6 +53,8 @@ def parse_prompt(text: str) -> tuple[int | None, int]:
 
     Raises `ValueError` with a one-line message naming what is wrong.
     """
+    if not text.strip():
+        raise ValueError("empty prompt: expected PREFIX:NNNN, e.g. '大写:3164' or 'S大写:3164x2='")
     match = _PROMPT_RE.match(text.strip())
     if match is None:
         raise ValueError(f"malformed prompt {text!r}: expected PREFIX:NNNN, e.g. '大写:3164' or 'S大写:3164x2='")

@@ -70,7 +70,7 @@ def test_generate_reads_stdin_when_no_prompt_or_dash(tiny_sft, capsys, monkeypat
         ("大写:316", "number '316'"),
         ("大写:31645", "number '31645'"),
         ("大写:３１６４", "character '３' at position 3 is not in the model's 42-character vocabulary"),
-        ("", "malformed prompt ''"),
+        ("", "empty prompt"),
         ("大写3164", "malformed prompt"),
     ],
 )

@@ -37,7 +37,7 @@ def test_parse_prompt(text, expected):
 @pytest.mark.parametrize(
     "text, message",
     [
-        ("", "malformed prompt"),
+        ("", "empty prompt"),
         ("3164", "malformed prompt"),
         ("中文:3164", "unknown prefix '中文'"),
         ("大写:316", "exactly 4 digits"),

@@ -1,0 +1,149 @@
+"""The bad-input matrix: each row one wrong input, answered by one line `error: ...` naming the problem and the fix,
+a non-zero exit code, and nothing already saved changed (every file under the test's folders hashed before/after).
+
+Recipes run in-process through `ppo_double.errors.run`, exactly what their `__main__` does; prompts go through the
+`ppo-double` CLI. One test runs a recipe as a real process, to see the exit code and stderr a user sees.
+"""
+
+import hashlib
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, load_recipe
+from ppo_double import cli
+from ppo_double.errors import run
+
+
+def snapshot(*folders) -> dict:
+    return {
+        path: hashlib.sha256(path.read_bytes()).hexdigest()
+        for folder in folders
+        for path in sorted(Path(folder).rglob("*"))
+        if path.is_file()
+    }
+
+
+@pytest.fixture
+def workspace(tiny_sft, tiny_reward, tmp_path):
+    """Saved work that no bad input may touch: an SFT and a reward folder, a finished PPO output folder, a file."""
+    shutil.copytree(tiny_sft, tmp_path / "sft")
+    shutil.copytree(tiny_reward, tmp_path / "reward")
+    shutil.copytree(tiny_sft, tmp_path / "ppo")  # stands for a finished PPO run in the output folder
+    (tmp_path / "notes.txt").write_text("not a folder\n")
+    return tmp_path
+
+
+def recipe_error(capsys, stage, argv) -> tuple[int, str]:
+    with pytest.raises(SystemExit) as exit_info:
+        run(load_recipe(stage).main, argv)
+    return exit_info.value.code, capsys.readouterr().err
+
+
+def ppo_args(ws, *extra) -> list[str]:
+    return ["--sft_model_path", str(ws / "sft"), "--reward_model_path", str(ws / "reward"),
+            "--output_dir", str(ws / "ppo"), *extra]  # fmt: skip
+
+
+def truncate(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+# (row id, stage, arguments given the workspace, how to break the workspace first, what the message must say)
+RECIPE_ROWS = [
+    ("missing checkpoint folder", "ppo", lambda ws: ppo_args(ws, "--sft_model_path", str(ws / "nope")), None,
+     "no checkpoint folder '{ws}/nope': train it first (`make sft`) or check the path"),
+    ("reward checkpoint where a policy is expected", "ppo", lambda ws: ppo_args(ws, "--sft_model_path",
+     str(ws / "reward")), None, "holds the reward classifier (BERT), not a policy (GPT-2)"),
+    ("policy checkpoint where the reward is expected", "ppo", lambda ws: ppo_args(ws, "--reward_model_path",
+     str(ws / "sft")), None, "holds a policy (GPT-2), not the reward classifier (BERT)"),
+    ("truncated model.safetensors", "ppo", ppo_args, lambda ws: truncate(ws / "sft" / "model.safetensors"),
+     "{ws}/sft/model.safetensors is truncated or corrupted"),
+    ("garbage model.safetensors", "ppo", ppo_args,
+     lambda ws: (ws / "reward" / "model.safetensors").write_bytes(b"\x00" * 100),
+     "{ws}/reward/model.safetensors is truncated or corrupted"),
+    ("only pickled weights", "ppo", ppo_args,
+     lambda ws: (ws / "sft" / "model.safetensors").rename(ws / "sft" / "pytorch_model.bin"),
+     "has only pickled weights (pytorch_model.bin), which ppo_double never loads"),
+    ("unknown YAML key", "sft", lambda ws: ["--config", str(ws / "bad.yaml"), "--output_dir", str(ws / "out")],
+     lambda ws: (ws / "bad.yaml").write_text("max_steps: 5\nlerning_rate: 1.0e-3\n"),
+     "unknown key(s) in {ws}/bad.yaml: lerning_rate"),
+    ("unknown command-line option", "sft", lambda ws: ["--lerning_rate", "1e-3"], None,
+     "unknown argument(s): --lerning_rate 1e-3"),
+    ("negative learning rate", "sft", lambda ws: ["--learning_rate", "-1e-3"], None,
+     "learning_rate must be > 0, got -0.001: fix it in the YAML or with --learning_rate"),
+    ("value of the wrong type", "reward", lambda ws: ["--max_steps", "many"], None,
+     "argument --max_steps: invalid int value: 'many'"),
+    ("response_length 0", "ppo", lambda ws: ppo_args(ws, "--response_length", "0"), None,
+     "response_length must be >= 1"),
+    ("batch that does not split into the mini-batches", "ppo", lambda ws: ppo_args(ws, "--num_mini_batches", "3"),
+     None, "(per_device_train_batch_size x gradient_accumulation_steps = 64) does not split into num_mini_batches=3"),
+    ("output_dir is a file", "sft", lambda ws: ["--output_dir", str(ws / "notes.txt")], None,
+     "output_dir '{ws}/notes.txt' is a file, not a folder: pass another --output_dir"),
+    ("resume from a folder that is no checkpoint", "sft",
+     lambda ws: ["--output_dir", str(ws / "out"), "--resume_from_checkpoint", str(ws / "sft")], None,
+     "is no complete checkpoint"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("stage", "argv", "damage", "message"), [r[1:] for r in RECIPE_ROWS],
+                         ids=[r[0] for r in RECIPE_ROWS])  # fmt: skip
+def test_recipe_rejects_bad_input(workspace, capsys, stage, argv, damage, message):
+    if damage:
+        damage(workspace)
+    before = snapshot(workspace)
+    code, err = recipe_error(capsys, stage, argv(workspace))
+    assert code == 2
+    assert err.endswith("\n") and err.splitlines()[-1].startswith("error: ") and "Traceback" not in err
+    assert [line for line in err.splitlines() if line.startswith("error:")] == [err.splitlines()[-1]]
+    assert message.format(ws=workspace) in err
+    assert snapshot(workspace) == before, "a rejected run changed saved files"
+
+
+PROMPT_ROWS = [
+    ("character outside the vocabulary", "大写:12a4", "character 'a' at position 5 is not in the model's 42-character"),
+    ("empty prompt", "", "empty prompt: expected PREFIX:NNNN"),
+    ("unknown prefix", "英文:3164", "unknown prefix '英文'"),
+    ("3-digit number", "大写:316", "number '316' in '大写:316' must have exactly 4 digits"),
+    ("5-digit number", "大写:31640", "number '31640' in '大写:31640' must have exactly 4 digits"),
+    ("signed number", "大写:-3164", "number '-3164' in '大写:-3164' must have exactly 4 digits (1000-9999), no sign"),
+]
+
+
+@pytest.mark.parametrize(("prompt", "message"), [r[1:] for r in PROMPT_ROWS], ids=[r[0] for r in PROMPT_ROWS])
+def test_cli_rejects_bad_prompt(workspace, capsys, prompt, message):
+    before = snapshot(workspace)
+    code = cli.main(["generate", str(workspace / "ppo"), "大写:1111", prompt])
+    out, err = capsys.readouterr()
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and err.startswith("error: prompt 2: ") and message in err
+    assert snapshot(workspace) == before
+
+
+@pytest.mark.parametrize(
+    ("folder", "message"),
+    [("nope", "no checkpoint folder"), ("reward", "holds the reward classifier (BERT), not a policy (GPT-2)")],
+)
+def test_cli_and_evaluate_reject_a_bad_model_folder(workspace, capsys, folder, message):
+    assert cli.main(["generate", str(workspace / folder), "大写:1111"]) == 2
+    assert message in capsys.readouterr().err
+    code, err = recipe_error(capsys, "evaluate", ["--model", str(workspace / folder)])
+    assert code == 2 and message in err.splitlines()[-1]
+
+
+def test_a_real_process_exits_2_with_one_error_line(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "recipes" / "sft.py"), "--learning_rate", "-1", "--output_dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.splitlines()[-1] == (
+        "error: learning_rate must be > 0, got -1.0: fix it in the YAML or with --learning_rate"
+    )
