@@ -42,13 +42,15 @@ def checkpoints_dir(output_dir: str) -> str:
 
 
 def is_complete(checkpoint: str | Path) -> bool:
-    """Its trainer_state.json parses, and its weights are there (an old checkpoint caught mid-deletion has not)."""
+    """A trainer checkpoint whose trainer_state.json parses, with its optimizer state and weights still there (an old
+    checkpoint caught mid-deletion may have lost them; a final folder never has optimizer state)."""
     checkpoint = Path(checkpoint)
     try:
         json.loads((checkpoint / TRAINER_STATE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    return any((checkpoint / name).is_file() for name in (WEIGHTS, "adapter_model.safetensors"))
+    weights = any((checkpoint / name).is_file() for name in (WEIGHTS, "adapter_model.safetensors"))
+    return weights and (checkpoint / "optimizer.pt").is_file()
 
 
 def last_complete_checkpoint(folder: str | Path) -> str | None:
