@@ -64,11 +64,17 @@ class PPOTrainer(TRLPPOTrainer):
             self.model = wrapped
 
     def _save_checkpoint(self, model, trial):
+        unwrapped = self.accelerator.unwrap_model(self.model)
         # Written before the trainer's own files, so trainer_state.json (last) still marks a complete checkpoint.
         if self.args.should_save:
             folder = os.path.join(self.args.output_dir, f"checkpoint-{self.state.global_step}", VALUE_MODEL)
-            self.accelerator.unwrap_model(self.model).value_model.save_pretrained(folder)
-        super()._save_checkpoint(model, trial)
+            unwrapped.value_model.save_pretrained(folder)
+        # TRL's _save_checkpoint writes a model card from `self.model.config`, which DDP's wrapper does not have.
+        wrapped, self.model = self.model, unwrapped
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            self.model = wrapped
 
     def train(self, resume_from_checkpoint: str | None = None):
         total = self.args.num_total_batches

@@ -53,7 +53,10 @@ def run(stage, args, kill_at=None, log=None):
         proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=stderr)
         seen = set()
         while kill_at is not None and proc.poll() is None:
-            seen |= {p for p in Path(f"{out}-checkpoints").rglob("checkpoint-*") if is_complete(p)}
+            try:
+                seen |= {p for p in Path(f"{out}-checkpoints").rglob("checkpoint-*") if is_complete(p)}
+            except FileNotFoundError:  # the trainer deleted an old checkpoint while we listed it
+                continue
             if len(seen) >= kill_at:
                 proc.send_signal(signal.SIGKILL)
                 break
