@@ -179,7 +179,7 @@ def test_matching_system_scores_higher_by_a_clear_margin(trained_reward):
 
 
 @pytest.mark.slow
-def test_invalid_answers_score_below_every_correct_one(trained_reward):
+def test_invalid_answers_score_below_the_correct_ones(trained_reward):
     adapter, _ = trained_reward
     rng = random.Random(7)
     prompts, good, bad, runaway = [], [], [], []
