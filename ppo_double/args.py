@@ -10,7 +10,7 @@ from accelerate import PartialState
 from accelerate.utils import DistributedType
 from trl import TrlParser
 
-from .errors import UsageError
+from .errors import UsageError, first_line
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ def parse_args(dataclass_types, default_config: str | None = None, argv: list[st
             argv, return_remaining_strings=True, separate_remaining_strings=True
         )
     except (ValueError, TypeError) as err:  # a dataclass's own check (__post_init__), or a malformed YAML file
-        raise UsageError(str(err).strip().splitlines()[0]) from None
+        raise UsageError(first_line(err)) from None
     if unknown_in_config:
         keys = ", ".join(k[2:] for k in unknown_in_config[::2])
         raise UsageError(f"unknown key(s) in {config_file}: {keys} (--help lists every option; check the spelling)")

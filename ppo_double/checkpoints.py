@@ -18,7 +18,7 @@ from pathlib import Path
 
 from accelerate import PartialState
 
-from .errors import UsageError
+from .errors import UsageError, first_line
 
 logger = logging.getLogger(__name__)
 
@@ -204,8 +204,9 @@ def check_checkpoint(path: str, role: str) -> Path:
         with safe_open(weights, "pt") as handle:
             handle.keys()
     except Exception as err:  # safetensors raises its own SafetensorError (or OSError) for a broken file
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UsageError(f"{weights} is truncated or corrupted ({reason}): rerun the stage that wrote it") from None
+        raise UsageError(
+            f"{weights} is truncated or corrupted ({first_line(err)}): rerun the stage that wrote it"
+        ) from None
     return folder
 
 
@@ -219,5 +220,4 @@ def load_policy(path: str):
     try:
         return AutoModelForCausalLM.from_pretrained(folder, use_safetensors=True), load_tokenizer(str(folder))
     except (OSError, ValueError) as err:
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UsageError(f"cannot load the policy in {path!r}: {first_line}") from None
+        raise UsageError(f"cannot load the policy in {path!r}: {first_line(err)}") from None

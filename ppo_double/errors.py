@@ -7,6 +7,12 @@ class UsageError(Exception):
     """Bad input from the user (a value, a path, a prompt, a checkpoint): printed as one line `error: ...`."""
 
 
+def first_line(err: BaseException) -> str:
+    """The first line of an exception's message (libraries' messages can run over many lines), or its type."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
 def run(main, argv=None) -> None:
     """Run a recipe's `main`, turning a UsageError into `error: <message>` on stderr and exit code 2."""
     try:

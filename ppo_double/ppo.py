@@ -2,6 +2,7 @@
 
 import logging
 import os
+from contextlib import contextmanager
 
 import torch
 from safetensors.torch import load_file
@@ -9,7 +10,7 @@ from transformers import AutoModelForCausalLM, TrainerCallback
 from trl.experimental.ppo import PPOTrainer as TRLPPOTrainer
 
 from .callbacks import StopTraining
-from .checkpoints import check_checkpoint
+from .checkpoints import TRAINER_STATE, WEIGHTS, check_checkpoint
 from .errors import UsageError
 from .modeling import build_value_model
 from .reward import NumeralReward
@@ -54,27 +55,27 @@ class PPOTrainer(TRLPPOTrainer):
     # non-main processes of a multi-process run).
     is_distributed_loading_by_transformers = False
 
-    def save_model(self, output_dir: str | None = None, _internal_call: bool = False):
-        """TRL's save_model saves `model.policy`, which it does not find behind DDP's wrapper: unwrap first."""
+    @contextmanager
+    def _unwrapped_model(self):
+        """`self.model` without DDP's wrapper for the block: TRL's saving code reads `.policy` and `.config` on it."""
         wrapped = self.model
         self.model = self.accelerator.unwrap_model(wrapped)
         try:
-            super().save_model(output_dir, _internal_call)
+            yield self.model
         finally:
             self.model = wrapped
 
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False):
+        with self._unwrapped_model():  # TRL's save_model saves `self.model.policy`
+            super().save_model(output_dir, _internal_call)
+
     def _save_checkpoint(self, model, trial):
-        unwrapped = self.accelerator.unwrap_model(self.model)
-        # Written before the trainer's own files, so trainer_state.json (last) still marks a complete checkpoint.
-        if self.args.should_save:
-            folder = os.path.join(self.args.output_dir, f"checkpoint-{self.state.global_step}", VALUE_MODEL)
-            unwrapped.value_model.save_pretrained(folder)
-        # TRL's _save_checkpoint writes a model card from `self.model.config`, which DDP's wrapper does not have.
-        wrapped, self.model = self.model, unwrapped
-        try:
+        with self._unwrapped_model() as models:  # TRL's _save_checkpoint writes a model card from `self.model.config`
+            # Written before the trainer's own files, so trainer_state.json (last) still marks a complete checkpoint.
+            if self.args.should_save:
+                folder = os.path.join(self.args.output_dir, f"checkpoint-{self.state.global_step}", VALUE_MODEL)
+                models.value_model.save_pretrained(folder)
             super()._save_checkpoint(model, trial)
-        finally:
-            self.model = wrapped
 
     def train(self, resume_from_checkpoint: str | None = None):
         total = self.args.num_total_batches
@@ -89,7 +90,7 @@ class PPOTrainer(TRLPPOTrainer):
 
     def _restore(self, checkpoint: str) -> None:
         """Load a checkpoint's weights and optimizer now; its trainer state, data position and RNG during train()."""
-        value_weights = os.path.join(checkpoint, VALUE_MODEL, "model.safetensors")
+        value_weights = os.path.join(checkpoint, VALUE_MODEL, WEIGHTS)
         if not os.path.isfile(value_weights):
             raise UsageError(
                 f"{checkpoint} has no {VALUE_MODEL}/ (not a ppo_double PPO checkpoint): pass another one, or "
@@ -102,7 +103,7 @@ class PPOTrainer(TRLPPOTrainer):
         # (weights_only: tensors and plain containers, no pickled code).
         for target, name in ((self.optimizer, "optimizer.pt"), (self.lr_scheduler, "scheduler.pt")):
             target.load_state_dict(torch.load(os.path.join(checkpoint, name), map_location="cpu", weights_only=True))
-        saved = type(self.state).load_from_json(os.path.join(checkpoint, "trainer_state.json"))  # TRL: with `episode`
+        saved = type(self.state).load_from_json(os.path.join(checkpoint, TRAINER_STATE))  # TRL's, with `episode`
         # TRL's loop runs updates 1..num_total_batches and resets the state first: run only the remaining updates,
         # and put the saved state back once it has been reset (on_train_begin, before any other callback).
         self.callback_handler.callbacks.insert(0, _RestoreState(saved, self.args.num_total_batches))
