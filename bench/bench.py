@@ -125,22 +125,31 @@ def sft_compare(steps: int, batch: int, repeats: int) -> tuple[str, dict]:
 # --- Pipeline: the four stages of `make all` as subprocesses, per seed -------------------------------------------
 
 
-def stage_commands(seed: int, run_dir: Path, extra: dict[str, list[str]]) -> dict[str, list[str]]:
-    """The command of each stage, as the Makefile runs it, with outputs under `run_dir` and `extra` args appended."""
+def stage_commands(seed: int, run_dir: Path, extra: dict[str, list[str]], folders: dict[str, Path] | None = None):
+    """The command of each stage, as the Makefile runs it, with outputs under `run_dir` and `extra` args appended.
+
+    `folders` puts a stage's output folder (`sft`, `reward`, `ppo`, `eval`: the eval json) elsewhere (bench/sweep.py
+    caches stages that several variants share).
+    """
     python, accelerate = sys.executable, str(Path(sys.executable).parent / "accelerate")
-    s, sft, reward, ppo = str(seed), str(run_dir / "sft"), str(run_dir / "reward"), str(run_dir / "ppo")
+    paths = {
+        "sft": run_dir / "sft",
+        "reward": run_dir / "reward",
+        "ppo": run_dir / "ppo",
+        "eval": run_dir / "eval.json",
+    }
+    s, sft, reward, ppo, eval_json = str(seed), *(str(path) for path in {**paths, **(folders or {})}.values())
     commands = {
         "sft": [python, "recipes/sft.py", "--seed", s, "--data_seed", s, "--output_dir", sft],
         "reward": [python, "recipes/reward.py", "--seed", s, "--data_seed", s, "--output_dir", reward],
         "ppo": [accelerate, "launch", "recipes/ppo.py", "--seed", s, "--sft_model_path", sft]
         + ["--reward_model_path", reward, "--output_dir", ppo],
-        "eval": [python, "recipes/evaluate.py", "--model", ppo, "--baseline", sft]
-        + ["--output_json", str(run_dir / "eval.json")],
+        "eval": [python, "recipes/evaluate.py", "--model", ppo, "--baseline", sft, "--output_json", eval_json],
     }
     return {stage: command + extra.get(stage, []) for stage, command in commands.items()}
 
 
-def run_stage(command: list[str], log_path: Path) -> dict:
+def run_stage(command: list[str], log_path: Path, env: dict | None = None) -> dict:
     """Run `command` from the repo root, output to `log_path`; returns exit code, wall seconds and peak RSS (GiB).
 
     The peak RSS is `ru_maxrss` of `wait4` on the child: the largest of the child and its waited-for descendants
@@ -148,7 +157,7 @@ def run_stage(command: list[str], log_path: Path) -> dict:
     """
     with open(log_path, "w", encoding="utf-8") as log:
         start = time.perf_counter()
-        process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
         _, status, usage = os.wait4(process.pid, 0)
         wall = time.perf_counter() - start
     process.returncode = os.waitstatus_to_exitcode(status)  # reaped by wait4: tell Popen
