@@ -21,7 +21,6 @@ import hashlib
 import json
 import os
 import shlex
-import statistics
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -30,10 +29,9 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench import STAGES, fmt, median, row, run_stage, stage_commands  # noqa: E402
+from bench import STAGES, fmt, judged, median, ppo_progress, row, run_stage, stage_commands, targets_met  # noqa: E402
 from ppo_double.task import PREFIXES  # noqa: E402
 
-TARGET_GREEDY, TARGET_SAMPLED, FLOOR_CORRECT = 0.995, 0.98, 0.97  # issue 13's targets
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -86,47 +84,20 @@ class Runner:
 
 
 def outcome(stages: dict, paths: dict[str, Path]) -> dict:
-    """The numbers of one pipeline, read from what its stages wrote."""
-    # The eval stage only adds the SFT's sampled correct-double share on the prefixed prompts.
-    result = {"ok": "ppo" in stages and all(stages[s]["returncode"] == 0 for s in ("sft", "reward", "ppo"))}
-    if not result["ok"]:
-        return result
-    ppo = json.loads((paths["ppo"] / "eval_results.json").read_text())
-    history = ppo.get("judged_during_training", [])
-    reward = json.loads((paths["reward"] / "eval_results.json").read_text())
-    state = json.loads((paths["ppo"] / "trainer_state.json").read_text())
-    episodes = [e["episode"] for e in state["log_history"] if "episode" in e]
-    result.update(
-        greedy={p: ppo["greedy"][p]["exact_match"] for p in PREFIXES},
-        sampled={p: ppo["sampled"][p]["exact_match"] for p in PREFIXES},
-        sampled_correct_sft=sampled_correct(paths["eval"], str(paths["sft"])),
-        sampled_correct_ppo=_mean(ppo["sampled"][p]["correct"] for p in PREFIXES),
-        min_correct=min((h["eval/correct"] for h in history), default=None),
-        reward_invalid=reward.get("accuracy/invalid"),
-        episodes=episodes[-1] if episodes else None,
-        total_s=sum(s["wall_s"] for s in stages.values()),
-    )
-    result["met"] = (
-        min(result["greedy"].values()) >= TARGET_GREEDY
-        and min(result["sampled"].values()) >= TARGET_SAMPLED
-        and result["sampled_correct_ppo"] >= (result["sampled_correct_sft"] or 1)
-        and (result["min_correct"] or 0) >= FLOOR_CORRECT
-    )
-    return result
-
-
-def sampled_correct(eval_json: Path, model: str) -> float | None:
-    """Sampled correct-double share of `model` on the prefixed test prompts, from the eval stage (None: not run)."""
-    if not eval_json.is_file():
-        return None
-    # Keyed by the model folder as the eval stage was given it: match its name (the folder may have moved since).
-    results = json.loads(eval_json.read_text())
-    sampled = next(r for path, r in results.items() if Path(path).name == Path(model).name)["sampled"]
-    return _mean(sampled[p]["correct"] for p in PREFIXES)
-
-
-def _mean(values) -> float:
-    return statistics.fmean(values)
+    """The numbers of one pipeline, read from what its stages wrote (bench.judged; the eval stage is optional)."""
+    if "ppo" not in stages or any(stages[s]["returncode"] != 0 for s in ("sft", "reward", "ppo")):
+        return {"ok": False}
+    numbers = judged(paths["ppo"], paths["eval"])
+    reward = json.loads((paths["reward"] / "eval_results.json").read_text(encoding="utf-8"))
+    episodes, _ = ppo_progress(paths["ppo"] / "trainer_state.json")
+    return {
+        "ok": True,
+        **numbers,
+        "met": targets_met(numbers),
+        "episodes": episodes,
+        "reward_invalid": reward.get("accuracy/invalid"),
+        "total_s": sum(stage["wall_s"] for stage in stages.values()),
+    }
 
 
 def pct(value) -> str:
@@ -136,14 +107,26 @@ def pct(value) -> str:
 def table(results: list[dict], grid: dict) -> str:
     """Markdown: one row per variant and seed, then one summary row per variant."""
     header = [
-        "variant", "seed", "SFT s", "reward s", "PPO s", "total s", "PPO episodes", "greedy exact % (worst prefix)",
-        f"sampled exact % {' / '.join(PREFIXES)}", "sampled correct % SFT → PPO", "min greedy correct % during PPO",
-        "reward: invalid caught %", "all targets",
-    ]  # fmt: skip
+        "variant",
+        "seed",
+        "SFT s",
+        "reward s",
+        "PPO s",
+        "total s",
+        "PPO episodes",
+        "greedy exact % (worst prefix)",
+        f"sampled exact % {' / '.join(PREFIXES)}",
+        "sampled correct % SFT → PPO",
+        "min greedy correct % during PPO",
+        "reward: invalid caught %",
+        "all targets",
+    ]
     lines = [row(header), row(["---"] * len(header))]
     for r in results:
         if not r["ok"]:
-            lines.append(row([r["variant"], str(r["seed"]), "failed", *[""] * (len(header) - 3)]))
+            failed = any(stage["returncode"] != 0 for stage in r["stages"].values())
+            status = "failed" if failed else "not run"  # not run: --report_only, and the run never finished
+            lines.append(row([r["variant"], str(r["seed"]), status, *[""] * (len(header) - 3)]))
             continue
         wall = [f"{r['stages'][stage]['wall_s']:.0f}" for stage in ("sft", "reward", "ppo")]
         lines.append(
@@ -154,19 +137,24 @@ def table(results: list[dict], grid: dict) -> str:
                     *wall,
                     f"{r['total_s']:.0f}",
                     str(r["episodes"]),
-                    pct(min(r["greedy"].values())),
-                    " / ".join(pct(r["sampled"][p]) for p in PREFIXES),
-                    f"{pct(r['sampled_correct_sft'])} → {pct(r['sampled_correct_ppo'])}",
-                    pct(r["min_correct"]),
+                    pct(min(r["greedy_exact_match"].values())),
+                    " / ".join(pct(r["sampled_exact_match"][p]) for p in PREFIXES),
+                    f"{pct(r['sft_sampled_correct'])} → {pct(r['sampled_correct'])}",
+                    pct(r["min_greedy_correct"]),
                     pct(r["reward_invalid"]),
                     "yes" if r["met"] else "no",
-                ]  # fmt: skip
+                ]
             )
         )
     header = [
-        "variant", "seeds meeting every target", "median total s", "median PPO episodes", "worst sampled exact %",
-        "worst min greedy correct %", "settings (on top of the recipe defaults)",
-    ]  # fmt: skip
+        "variant",
+        "seeds meeting every target",
+        "median total s",
+        "median PPO episodes",
+        "worst sampled exact %",
+        "worst min greedy correct %",
+        "settings (on top of the recipe defaults)",
+    ]
     lines += ["", row(header), row(["---"] * len(header))]
     for name in dict.fromkeys(r["variant"] for r in results):
         runs = [r for r in results if r["variant"] == name]
@@ -179,10 +167,12 @@ def table(results: list[dict], grid: dict) -> str:
                     f"{sum(bool(r.get('met')) for r in runs)}/{len(runs)}",
                     fmt(median(r["total_s"] for r in ok), ".0f"),
                     fmt(median(r["episodes"] for r in ok), ".0f"),
-                    pct(min((min(r["sampled"].values()) for r in ok), default=None)),
-                    pct(min((r["min_correct"] for r in ok if r["min_correct"] is not None), default=None)),
+                    pct(min((min(r["sampled_exact_match"].values()) for r in ok), default=None)),
+                    pct(
+                        min((r["min_greedy_correct"] for r in ok if r["min_greedy_correct"] is not None), default=None)
+                    ),
                     settings or "—",
-                ]  # fmt: skip
+                ]
             )
         )
     return "\n".join(lines)
