@@ -176,7 +176,7 @@ def fit_to_device(training_args) -> None:
     """
     if torch.cuda.is_available():
         return
-    for name in ("bf16", "fp16", "gradient_checkpointing"):
+    for name in ("bf16", "fp16", "activation_checkpointing"):
         if getattr(training_args, name, False):
             logger.warning("no GPU: turning off %s (it only slows a CPU run down)", name)
             setattr(training_args, name, False)
