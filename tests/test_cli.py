@@ -173,16 +173,16 @@ def test_summary_reports_times_table_models_and_next_commands(tiny_sft, untraine
     assert f"ppo-double generate {tmp_path}/ppo 大写:3164" in out and "make plots" in out
 
 
-def test_every_ppo_double_command_in_the_readme_runs(tiny_sft, tmp_path):
-    """The README's `ppo-double ...` examples, run as written (in a folder whose outputs/ holds tiny checkpoints)."""
+def test_every_ppo_double_command_in_the_docs_runs(tiny_sft, tmp_path):
+    """The `ppo-double ...` examples of README.md and docs/*.md, run as written (outputs/ holds tiny checkpoints)."""
     import re
     import shlex
     import shutil
 
     from conftest import ROOT
 
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    commands = [m.group(1) for m in re.finditer(r"^\$? ?(ppo-double [^#\n]*)", readme, flags=re.MULTILINE)]
+    pages = "\n".join(p.read_text(encoding="utf-8") for p in [ROOT / "README.md", *sorted(ROOT.glob("docs/*.md"))])
+    commands = [m.group(1) for m in re.finditer(r"^\$? ?(ppo-double [^#\n]*)", pages, flags=re.MULTILINE)]
     assert len(commands) >= 4
     for stage in ("sft", "ppo"):
         shutil.copytree(tiny_sft, tmp_path / "outputs" / stage)
@@ -192,3 +192,16 @@ def test_every_ppo_double_command_in_the_readme_runs(tiny_sft, tmp_path):
         out = subprocess.run([str(console_script), *argv], cwd=tmp_path, capture_output=True, text=True, timeout=300)
         assert out.returncode == 0, (command, out.stderr)
         assert out.stdout.strip(), command
+
+
+def test_every_make_target_in_the_docs_exists():
+    """`make X` in README.md and docs/*.md names a target of the Makefile."""
+    import re
+
+    from conftest import ROOT
+
+    pages = "\n".join(p.read_text(encoding="utf-8") for p in [ROOT / "README.md", *sorted(ROOT.glob("docs/*.md"))])
+    targets = set(re.findall(r"^([a-z-]+):", (ROOT / "Makefile").read_text(encoding="utf-8"), flags=re.MULTILINE))
+    named = set(re.findall(r"\bmake ([a-z][a-z-]*)", pages))
+    assert {"all", "test", "summary", "plots"} <= named
+    assert named <= targets, named - targets
