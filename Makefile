@@ -47,7 +47,7 @@ all: install  ## the whole pipeline on defaults: sft -> reward -> ppo -> eval, t
 		$(MAKE) --no-print-directory $$stage ARGS= || exit 1; \
 		printf '%s\t%s\n' $$stage $$(( $$(date +%s) - start )) >> outputs/wall_times.tsv; \
 	done
-	@$(MAKE) --no-print-directory summary
+	@printf '\n==> summary\n' && $(MAKE) --no-print-directory summary
 
 summary: install  ## what `make all` ran: wall time per stage, before -> after table, checkpoints, what to try next
 	@$(BIN)/ppo-double summary
