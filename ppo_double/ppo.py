@@ -7,6 +7,7 @@ from contextlib import contextmanager
 import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, TrainerCallback
+from trl.experimental.ppo import PPOConfig
 from trl.experimental.ppo import PPOTrainer as TRLPPOTrainer
 
 from .callbacks import StopTraining
@@ -16,6 +17,8 @@ from .modeling import build_value_model
 from .reward import NumeralReward
 
 logger = logging.getLogger(__name__)
+
+__all__ = ["PPOConfig", "PPOTrainer", "build_ppo_models"]  # recipes take TRL's experimental PPO through this module
 
 
 def build_ppo_models(sft_model_path: str, reward_model_path: str, use_peft: bool = False) -> dict:

@@ -11,7 +11,6 @@ from pathlib import Path
 from transformers import set_seed
 from transformers.trainer_callback import ProgressCallback
 from trl import ModelConfig, get_peft_config
-from trl.experimental.ppo import PPOConfig
 
 from ppo_double.args import fit_to_device, parse_args
 from ppo_double.callbacks import CompactProgressCallback, JudgeCallback
@@ -21,7 +20,7 @@ from ppo_double.errors import run as run_main
 from ppo_double.evaluate import evaluate, format_table, save_results
 from ppo_double.hub import save_and_push
 from ppo_double.modeling import load_tokenizer
-from ppo_double.ppo import PPOTrainer, build_ppo_models
+from ppo_double.ppo import PPOConfig, PPOTrainer, build_ppo_models
 from ppo_double.task import VALIDATION_NUMBERS, heldout_prompts
 
 
