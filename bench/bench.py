@@ -48,6 +48,8 @@ TARGET_GREEDY, TARGET_SAMPLED, FLOOR_CORRECT = 0.995, 0.98, 0.97
 README_START, README_END = "<!-- bench:start -->", "<!-- bench:end -->"
 LOG_TAIL_LINES = 20
 MISSING = "—"
+# What the Makefile passes `accelerate launch` without a config file (else it lists the defaults it assumed).
+LAUNCH_ARGS = ("--num_processes", "1", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no")
 
 
 # --- SFT compare: the recipe against a plain PyTorch loop, in this process ---------------------------------------
@@ -145,7 +147,7 @@ def stage_commands(seed: int, run_dir: Path, extra: dict[str, list[str]], folder
     commands = {
         "sft": [python, "recipes/sft.py", "--seed", s, "--data_seed", s, "--output_dir", sft],
         "reward": [python, "recipes/reward.py", "--seed", s, "--data_seed", s, "--output_dir", reward],
-        "ppo": [accelerate, "launch", "recipes/ppo.py", "--seed", s, "--sft_model_path", sft]
+        "ppo": [accelerate, "launch", *LAUNCH_ARGS, "recipes/ppo.py", "--seed", s, "--sft_model_path", sft]
         + ["--reward_model_path", reward, "--output_dir", ppo],
         "eval": [python, "recipes/evaluate.py", "--model", ppo, "--baseline", sft, "--output_json", eval_json],
     }

@@ -233,7 +233,10 @@ def test_stage_commands_follow_the_makefile(tmp_path):
     assert list(commands) == list(bench.STAGES)
     assert commands["sft"][:2] == [sys.executable, "recipes/sft.py"]
     assert commands["sft"][2:6] == ["--seed", "7", "--data_seed", "7"]
-    assert commands["ppo"][1:3] == ["launch", "recipes/ppo.py"]
+    assert commands["ppo"][1] == "launch" and commands["ppo"][-4:-2] == ["--output_dir", str(tmp_path / "ppo")]
+    launch = commands["ppo"][: commands["ppo"].index("recipes/ppo.py")]
+    makefile = (ROOT / "Makefile").read_text()
+    assert " ".join(launch[2:]) in makefile.replace("\\\n\t", "")  # the Makefile's LAUNCH_ARGS
     assert commands["ppo"][-2:] == ["--total_episodes", "256"]
     assert commands["eval"][-2:] == ["--output_json", str(tmp_path / "eval.json")]
 
