@@ -9,7 +9,7 @@ LAUNCH_ARGS := $(if $(ACCELERATE_CONFIG),--config_file $(ACCELERATE_CONFIG),--nu
 	--mixed_precision no --dynamo_backend no)
 STAGES := sft reward ppo eval
 
-.PHONY: help install sft reward ppo eval plots bench all summary test test-fast lint format clean
+.PHONY: help install sft reward ppo eval plots bench sweep all summary test test-fast lint format clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -37,8 +37,11 @@ eval: install  ## before/after table: SFT vs PPO on the held-out test numbers
 plots: install  ## PNG plots of the runs' logs -> outputs/plots/ (ARGS="--output_dir docs")
 	$(BIN)/ppo-double plots $(ARGS)
 
-bench: install  ## SFT recipe vs a plain PyTorch loop, s/100 steps and ratio -> outputs/bench/
+bench: install  ## SFT recipe vs a plain PyTorch loop, then `make all` per seed 42-44 -> outputs/bench/
 	$(BIN)/python bench/bench.py $(ARGS)
+
+sweep: install  ## the settings tried for the defaults (bench/sweep.yaml), judged per seed -> outputs/sweep/
+	$(BIN)/python bench/sweep.py $(ARGS)
 
 all: install  ## the whole pipeline on defaults: sft -> reward -> ppo -> eval, then the summary
 	@mkdir -p outputs && rm -f outputs/wall_times.tsv

@@ -26,12 +26,12 @@ from ppo_double.task import VALIDATION_NUMBERS, heldout_prompts
 
 @dataclass
 class PPOScriptArguments:
-    judge_every: int = field(default=8, metadata={"help": "judge held-out validation prompts every N PPO updates"})
+    judge_every: int = field(default=4, metadata={"help": "judge held-out validation prompts every N PPO updates"})
     target_exact_match: float | None = field(
         default=0.995, metadata={"help": "stop once every prefix reaches this validation exact match (null: never)"}
     )
     target_sampled_exact_match: float = field(
-        default=0.0, metadata={"help": "...and this sampled (T=1) validation exact match"}
+        default=0.98, metadata={"help": "...and this sampled (T=1) validation exact match"}
     )
     target_patience: int = field(default=2, metadata={"help": "...on this many judged updates in a row"})
 

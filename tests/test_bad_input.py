@@ -105,13 +105,13 @@ RECIPE_ROWS = [
      None, "response_length must be >= 6 (an answer is up to 5 numerals and E), got 5"),
     ("max_length too short for a sample", "sft", lambda ws: ["--max_length", "16"], None,
      "max_length must be >= 17 (the longest sample, S__:9999x2=19998E), or null, got 16"),
-    ("PPO budget below one batch", "ppo", lambda ws: ppo_args(ws, "--total_episodes", "63"), None,
-     "total_episodes=63 is less than one PPO batch (per_device_train_batch_size x gradient_accumulation_steps x "
-     "processes = 64): raise --total_episodes to >= 64"),
-    ("judge never runs", "ppo", lambda ws: ppo_args(ws, "--total_episodes", "256", "--judge_every", "5"), None,
+    ("PPO budget below one batch", "ppo", lambda ws: ppo_args(ws, "--total_episodes", "127"), None,
+     "total_episodes=127 is less than one PPO batch (per_device_train_batch_size x gradient_accumulation_steps x "
+     "processes = 128): raise --total_episodes to >= 128"),
+    ("judge never runs", "ppo", lambda ws: ppo_args(ws, "--total_episodes", "512", "--judge_every", "5"), None,
      "judge_every=5 is more than the run's 4 PPO updates"),
     ("batch that does not split into the mini-batches", "ppo", lambda ws: ppo_args(ws, "--num_mini_batches", "3"),
-     None, "(per_device_train_batch_size x gradient_accumulation_steps = 64) does not split into num_mini_batches=3"),
+     None, "(per_device_train_batch_size x gradient_accumulation_steps = 128) does not split into num_mini_batches=3"),
     ("output_dir is a file", "sft", lambda ws: ["--output_dir", str(ws / "notes.txt")], None,
      "output_dir '{ws}/notes.txt' is a file, not a folder: pass another --output_dir"),
     ("resume from a folder that is no checkpoint", "sft",

@@ -93,7 +93,9 @@ def test_ppo_output_loads(tiny_ppo):
 
 @pytest.mark.slow
 def test_ppo_learns_to_follow_the_prefix(trained, tmp_path):
-    """The real learning check: from a trained SFT policy, PPO must make the prefix decide the numeral system."""
+    """The real learning check: from a trained SFT policy, PPO must make the prefix decide the numeral system, in greedy
+    and in sampled answers, without losing arithmetic. On a third of the default budget (at most ~70 s on 2 cores), so
+    the floors are below the targets the defaults reach (README "What it shows")."""
     sft, reward = trained / "sft", trained / "reward"
     before = load_recipe("evaluate")
     baseline = tmp_path / "baseline.json"
@@ -107,16 +109,22 @@ def test_ppo_learns_to_follow_the_prefix(trained, tmp_path):
             str(reward),
             "--output_dir",
             str(tmp_path / "ppo"),
+            "--total_episodes",
+            "6144",
             "--disable_tqdm",
             "true",
         ]
     )
-    sft_greedy = json.loads(baseline.read_text())[str(sft)]["greedy"]
-    ppo_greedy = json.loads((tmp_path / "ppo" / "eval_results.json").read_text())["greedy"]
+    sft_results = json.loads(baseline.read_text())[str(sft)]
+    ppo_results = json.loads((tmp_path / "ppo" / "eval_results.json").read_text())
     for prefix in ("数字", "小写", "大写"):
-        assert ppo_greedy[prefix]["exact_match"] >= 0.95, (prefix, ppo_greedy[prefix])
-        assert ppo_greedy[prefix]["exact_match"] >= sft_greedy[prefix]["exact_match"] + 0.3
-    assert ppo_greedy["all"]["correct"] >= 0.98
+        greedy, sampled = ppo_results["greedy"][prefix], ppo_results["sampled"][prefix]
+        assert greedy["exact_match"] >= 0.99, (prefix, greedy)
+        assert greedy["exact_match"] >= sft_results["greedy"][prefix]["exact_match"] + 0.3
+        assert sampled["exact_match"] >= 0.95, (prefix, sampled)
+    assert ppo_results["greedy"]["all"]["correct"] >= 0.99
+    assert ppo_results["sampled"]["all"]["correct"] >= sft_results["sampled"]["all"]["correct"] - 0.02
+    assert min(entry["eval/correct"] for entry in ppo_results["judged_during_training"]) >= 0.95
 
 
 def test_lora_trains_only_adapter_weights_and_saves_a_merged_policy(tiny_sft, tiny_reward, tmp_path):
