@@ -36,10 +36,16 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def stage_key(stage: str, seed: int, args: dict[str, list[str]]) -> str:
-    """Cache key of a stage: its own arguments and those of every stage it reads from."""
+    """Cache key of a stage: its seed, its own arguments and YAML defaults, and those of every stage it reads from."""
     upstream = {"sft": ["sft"], "reward": ["reward"], "ppo": ["sft", "reward", "ppo"], "eval": STAGES}[stage]
-    text = json.dumps([seed, *[args.get(s, []) for s in upstream]])
+    text = json.dumps([seed, *[(args.get(s, []), recipe_config(s)) for s in upstream]])
     return f"{stage}-{seed}-{hashlib.sha1(text.encode()).hexdigest()[:10]}"
+
+
+def recipe_config(stage: str) -> str:
+    """The text of a stage's YAML defaults (the eval stage has none): a changed default invalidates the cache."""
+    path = ROOT / "recipes" / "configs" / f"{stage}.yaml"
+    return path.read_text(encoding="utf-8") if path.is_file() else ""
 
 
 class Runner:

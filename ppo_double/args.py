@@ -95,6 +95,7 @@ _VALUE_CHECKS = (
     ("target_exact_match", lambda v: v is None or 0 <= v <= 1, "between 0 and 1 (or null: never stop early)"),
     ("target_sampled_exact_match", lambda v: 0 <= v <= 1, "between 0 and 1"),
     ("target_patience", lambda v: v >= 1, ">= 1"),
+    ("value_warmup_updates", lambda v: v >= 0, ">= 0"),
     ("invalid_fraction", lambda v: 0 <= v < 1, "in [0, 1)"),
     ("repair_steps", lambda v: v >= 0, ">= 0"),
     ("detect_steps", lambda v: v >= 0, ">= 0"),

@@ -31,9 +31,12 @@ class PPOScriptArguments:
         default=0.995, metadata={"help": "stop once every prefix reaches this validation exact match (null: never)"}
     )
     target_sampled_exact_match: float = field(
-        default=0.98, metadata={"help": "...and this sampled (T=1) validation exact match"}
+        default=0.985, metadata={"help": "...and this sampled (T=1) validation exact match"}
     )
     target_patience: int = field(default=2, metadata={"help": "...on this many judged updates in a row"})
+    value_warmup_updates: int = field(
+        default=8, metadata={"help": "critic warm-up: the first N PPO updates train the value model only"}
+    )
 
 
 def main(argv=None):
@@ -58,6 +61,7 @@ def main(argv=None):
         train_dataset=train_dataset,
         eval_dataset=eval_dataset,
         peft_config=get_peft_config(model_args),
+        value_warmup_updates=script_args.value_warmup_updates,
         **models,
     )
     judge = JudgeCallback(

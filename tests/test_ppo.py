@@ -20,6 +20,8 @@ TINY_PPO = [
     "1",
     "--target_exact_match",
     "null",
+    "--value_warmup_updates",
+    "1",
     "--disable_tqdm",
     "true",
 ]
@@ -71,6 +73,31 @@ def test_ppo_changes_policy_and_value_weights(tiny_sft, tiny_ppo):
         k for k in captured["value_before"] if not torch.equal(captured["value_before"][k], captured["value_after"][k])
     ]
     assert "score.weight" in changed and any(k.startswith("transformer.") for k in changed)
+
+
+def test_critic_warmup_holds_the_policy_still(tiny_sft, tiny_reward, tmp_path):
+    """During the value warm-up only the value model learns; the scheduler then releases the policy."""
+    ppo = load_recipe("ppo")
+    captured = {}
+    original = ppo.PPOTrainer.train
+
+    def train_and_capture(self, **kwargs):
+        captured["value_before"] = {k: v.clone() for k, v in self.value_model.state_dict().items()}
+        original(self, **kwargs)
+        captured["value_after"] = self.value_model.state_dict()
+        captured["policy_lr"] = [g["lr"] for g in self.optimizer.param_groups if not g["value_model"]]
+
+    ppo.PPOTrainer.train = train_and_capture
+    try:  # TINY_PPO runs 4 updates: all of them warm-up (constant schedule: the policy's rate after it is the full one)
+        args = ["--value_warmup_updates", "4", "--lr_scheduler_type", "constant", "--learning_rate", "1e-3"]
+        ppo.main([*tiny_ppo_args(tiny_sft, tiny_reward, tmp_path / "ppo"), *args])
+    finally:
+        ppo.PPOTrainer.train = original
+    before, after = _weights(tiny_sft), _weights(tmp_path / "ppo")
+    assert all(torch.equal(before[k], after[k]) for k in before)  # the policy never moved
+    value_before, value_after = captured["value_before"], captured["value_after"]
+    assert any(not torch.equal(value_before[k], value_after[k]) for k in value_before)
+    assert captured["policy_lr"] == [1e-3, 1e-3]  # both policy groups (decay, no decay) released after update 4
 
 
 def test_ppo_logs_the_judge_next_to_trl_metrics(tiny_ppo):

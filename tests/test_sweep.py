@@ -31,6 +31,16 @@ def test_stage_key_shares_upstream_stages_only():
     assert key("sft", 42, base) != key("sft", 43, base)
 
 
+def test_stage_key_follows_the_yaml_defaults(monkeypatch):
+    args = {"sft": [], "reward": [], "ppo": [], "eval": []}
+    before = {stage: sweep.stage_key(stage, 42, args) for stage in ("sft", "reward", "ppo")}
+    original = sweep.recipe_config
+    monkeypatch.setattr(sweep, "recipe_config", lambda s: original(s) + ("# changed" if s == "sft" else ""))
+    after = {stage: sweep.stage_key(stage, 42, args) for stage in ("sft", "reward", "ppo")}
+    assert after["sft"] != before["sft"] and after["ppo"] != before["ppo"]  # a new SFT default: new SFT and PPO runs
+    assert after["reward"] == before["reward"]
+
+
 def test_load_grid(tmp_path):
     grid = tmp_path / "grid.yaml"
     grid.write_text("a:\n  ppo: --temperature 1.5 --kl_coef 0.05\n  seeds: [42]\nb:\n  sft: --max_steps 3000\n")
