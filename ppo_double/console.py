@@ -34,6 +34,11 @@ def quiet_library_output() -> None:
     hf_logging.get_logger("transformers.modeling_utils").addFilter(
         _DropMessage("We strongly recommend passing in an `attention_mask`")
     )
+    # TRL 1.12's SFTTrainer builds its loss output with `past_key_values=None`, a name transformers 5.24 renamed to
+    # `cache`: TRL's code, fixed only in TRL releases without PPOTrainer (the pin, see README).
+    hf_logging.get_logger("transformers.utils.generic").addFilter(
+        _DropMessage("`past_key_values`/`cache_params` are deprecated")
+    )
     # Bars for loading, writing and uploading a few-MB model (milliseconds to seconds) and for SFTTrainer's dataset
     # preparation (well under a second): the training bar is the one that tells how far a run is.
     hf_logging.disable_progress_bar()
