@@ -4,10 +4,10 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 ARGS ?=
 
-.PHONY: help install sft reward ppo eval plots bench all test test-fast lint format clean
+.PHONY: help install sft reward reward-tutorial ppo eval plots bench all test test-fast lint format clean
 
 help:  ## list the targets
-	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
 $(BIN)/activate: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,9 @@ sft: install  ## stage 1: SFT -> outputs/sft (ARGS="--max_steps 500" to override
 
 reward: install  ## stage 2: reward classifier -> outputs/reward
 	$(BIN)/python recipes/reward.py $(ARGS)
+
+reward-tutorial: install  ## the tutorial's 3-class classifier (clean answers, 500 steps) -> outputs/reward-tutorial
+	$(BIN)/python recipes/reward.py --config recipes/configs/reward_tutorial.yaml $(ARGS)
 
 ppo: install  ## stage 3: PPO -> outputs/ppo (needs outputs/sft and outputs/reward)
 	$(BIN)/accelerate launch $(if $(ACCELERATE_CONFIG),--config_file $(ACCELERATE_CONFIG)) recipes/ppo.py $(ARGS)

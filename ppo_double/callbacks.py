@@ -18,8 +18,9 @@ class StopTraining(Exception):
 class JudgeCallback(TrainerCallback):
     """Every `every` updates: greedy and sampled (T=1) answers on held-out prefixed prompts, scored by the judge.
 
-    Logs `eval/exact_match` (greedy; overall and per prefix), `eval/sampled_exact_match` (overall and per prefix)
-    and `eval/correct` (greedy share of correct doubles in any system) next to TRL's own metrics, through
+    Logs `eval/exact_match` (greedy; overall and per prefix), `eval/sampled_exact_match` (overall and per prefix),
+    `eval/correct` (greedy share of correct doubles in any system; overall and per prefix) and
+    `eval/sampled_correct` next to TRL's own metrics, through
     `trainer.log`, so they reach the console, `log_history` and every tracker. With `target`, training stops once
     greedy exact match is >= target and sampled exact match >= `sampled_target`, for every prefix, on `patience`
     evaluations in a row. The prompts come from VALIDATION_NUMBERS: the test numbers stay untouched by any training
@@ -54,9 +55,11 @@ class JudgeCallback(TrainerCallback):
         greedy, sampled = results["greedy"], results["sampled"]
         logs = {"eval/exact_match": greedy["all"]["exact_match"], "eval/correct": greedy["all"]["correct"]}
         logs["eval/sampled_exact_match"] = sampled["all"]["exact_match"]
+        logs["eval/sampled_correct"] = sampled["all"]["correct"]
         for prefix in PREFIXES:
             logs[f"eval/exact_match/{prefix}"] = greedy[prefix]["exact_match"]
             logs[f"eval/sampled_exact_match/{prefix}"] = sampled[prefix]["exact_match"]
+            logs[f"eval/correct/{prefix}"] = greedy[prefix]["correct"]
         self.history.append({"episode": state.episode, "step": state.global_step, **logs})
         return logs
 
@@ -108,6 +111,7 @@ class CompactProgressCallback(ProgressCallback):
 
     KEYS = {
         "objective/scores": "reward",
+        "judge/rollout_exact_match": "exact(rollouts)",
         "objective/kl": "kl",
         "eval/exact_match": "exact(greedy)",
         "eval/sampled_exact_match": "exact(sampled)",

@@ -89,6 +89,7 @@ TRAINING_KEYS = {
     ),
     "ppo": (
         "sft_model_path",
+        "reward",
         "reward_model_path",
         "total_episodes",
         "per_device_train_batch_size",

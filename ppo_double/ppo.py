@@ -1,4 +1,5 @@
-"""Everything PPO needs around TRL's PPOTrainer: the four models, early stopping, and resuming from a checkpoint."""
+"""Everything PPO needs around TRL's PPOTrainer: the four models, early stopping, resuming from a checkpoint, and the
+judge's verdict on the training rollouts."""
 
 import logging
 import os
@@ -13,19 +14,22 @@ from .callbacks import StopTraining
 from .checkpoints import TRAINER_STATE, WEIGHTS, check_checkpoint
 from .errors import UsageError
 from .modeling import build_value_model
-from .reward import NumeralReward
+from .reward import NumeralReward, load_scorer
 
 logger = logging.getLogger(__name__)
 
 
-def build_ppo_models(sft_model_path: str, reward_model_path: str, use_peft: bool = False) -> dict:
+def build_ppo_models(
+    sft_model_path: str, reward_model_path: str | None, reward: str = "classifier", use_peft: bool = False
+) -> dict:
     """policy, ref_model, value_model and reward_model, as PPOTrainer takes them.
 
     The value model is GPT2ForSequenceClassification on the SFT transformer (its scalar head starts fresh); the
-    reference is a frozen second copy of the SFT policy, or None with LoRA (TRL then disables the adapters).
+    reference is a frozen second copy of the SFT policy, or None with LoRA (TRL then disables the adapters). The
+    reward model adapts the scorer of `reward` (`classifier`, from `reward_model_path`, or `rule`; ppo_double.reward).
     """
     check_checkpoint(sft_model_path, "policy")
-    reward_model = NumeralReward.from_pretrained(reward_model_path)  # checks its folder too
+    reward_model = NumeralReward(load_scorer(reward, reward_model_path))  # checks the classifier's folder too
     policy = AutoModelForCausalLM.from_pretrained(sft_model_path, use_safetensors=True)
     return {
         "model": policy,
@@ -39,7 +43,12 @@ VALUE_MODEL = "value_model"  # subfolder of a PPO checkpoint
 
 
 class PPOTrainer(TRLPPOTrainer):
-    """TRL's PPOTrainer, stoppable by a callback, able to save from a multi-process run, and resumable.
+    """TRL's PPOTrainer, stoppable by a callback, able to save from a multi-process run, resumable, and judging the
+    rollouts it trains on.
+
+    Every update's metrics get `judge/rollout_exact_match`, the rule-based judge's exact-match share of the rollouts
+    the reward model scored in that update, next to TRL's `objective/scores` (their mean reward): the gap between the
+    two is what the reward pays for that the judge does not (README, "Reward hacking, measured").
 
     TRL's update loop never reads `control.should_training_stop`, so JudgeCallback raises StopTraining from
     `on_step_end` (after the update's optimizer steps and logging) and we finish the run here the way TRL's loop
@@ -64,6 +73,13 @@ class PPOTrainer(TRLPPOTrainer):
             yield self.model
         finally:
             self.model = wrapped
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "objective/scores" in logs:  # one update's metrics, logged by TRL's loop on every process
+            exact = self.accelerator.unwrap_model(self.reward_model).pop_rollout_exact_match()
+            exact = torch.tensor(exact, device=self.accelerator.device)
+            logs["judge/rollout_exact_match"] = self.accelerator.gather_for_metrics(exact).mean().item()
+        super().log(logs, start_time)
 
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False):
         with self._unwrapped_model():  # TRL's save_model saves `self.model.policy`

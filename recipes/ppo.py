@@ -2,11 +2,13 @@
 
 accelerate launch recipes/ppo.py                   # defaults from recipes/configs/ppo.yaml
 accelerate launch recipes/ppo.py --use_peft true   # LoRA
+accelerate launch recipes/ppo.py --reward rule     # reward = the rule-based judge's verdict instead of the classifier
 python recipes/ppo.py --total_episodes 2048        # any field overrides the YAML
 """
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from transformers import set_seed
 from transformers.trainer_callback import ProgressCallback
@@ -27,6 +29,10 @@ from ppo_double.task import VALIDATION_NUMBERS, heldout_prompts
 
 @dataclass
 class PPOScriptArguments:
+    reward: Literal["classifier", "rule"] = field(
+        default="classifier",
+        metadata={"help": "classifier: p(requested system) from reward_model_path; rule: the judge's exact match"},
+    )
     judge_every: int = field(default=8, metadata={"help": "judge held-out validation prompts every N PPO updates"})
     target_exact_match: float | None = field(
         default=0.995, metadata={"help": "stop once every prefix reaches this validation exact match (null: never)"}
@@ -45,8 +51,13 @@ def main(argv=None):
     run = start_run(config)  # checkpoints go to <output_dir>-checkpoints; a rerun resumes from the latest
     set_seed(config.seed)
 
-    # Models: policy and frozen reference from SFT, value model on the SFT backbone, reward from the classifier.
-    models = build_ppo_models(config.sft_model_path, config.reward_model_path, use_peft=model_args.use_peft)
+    # Models: policy and frozen reference from SFT, value model on the SFT backbone, reward from the classifier (or
+    # the rule-based judge).
+    if script_args.reward == "rule":
+        config.reward_model_path = None  # unused: the model card and training_args.bin name no classifier
+    models = build_ppo_models(
+        config.sft_model_path, config.reward_model_path, reward=script_args.reward, use_peft=model_args.use_peft
+    )
 
     # Data: prefixed prompts (`S大写:3164x2=`) over the three prefixes, training numbers only.
     tokenizer = load_tokenizer(config.sft_model_path)
