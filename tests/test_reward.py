@@ -8,9 +8,10 @@ from transformers import AutoModelForSequenceClassification
 from trl.experimental.ppo.ppo_trainer import truncate_response
 from trl.experimental.utils import get_reward
 
+from conftest import ROOT, load_recipe
 from ppo_double.errors import UsageError
 from ppo_double.modeling import load_tokenizer
-from ppo_double.reward import NumeralReward
+from ppo_double.reward import ClassifierScorer, NumeralReward, RuleScorer, load_scorer
 from ppo_double.task import (
     CORRUPTIONS,
     INVALID,
@@ -143,6 +144,72 @@ def test_loading_something_else_is_a_clear_error(tiny_sft, tmp_path):
         NumeralReward.from_pretrained(str(tiny_sft))
     with pytest.raises(UsageError, match=r"no checkpoint folder .*: train it first \(`make reward`\)"):
         NumeralReward.from_pretrained(str(tmp_path / "missing"))
+
+
+# --- the tutorial's 3-class classifier and the rule-based reward, through the same interfaces ---------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_tutorial(tmp_path_factory):
+    """A tiny classifier trained as `make reward-tutorial` trains it: 3 classes, clean answers, no pre-training."""
+    out = tmp_path_factory.mktemp("reward-tutorial")
+    config = str(ROOT / "recipes" / "configs" / "reward_tutorial.yaml")
+    tiny = ["--max_steps", "8", "--per_device_train_batch_size", "16", "--num_hidden_layers", "1"]
+    load_recipe("reward").main(["--config", config, *tiny, "--disable_tqdm", "true", "--output_dir", str(out)])
+    return NumeralReward.from_pretrained(str(out)), AutoModelForSequenceClassification.from_pretrained(out).eval(), out
+
+
+def test_tutorial_classifier_has_the_three_systems_and_is_scored_on_clean_answers(tiny_tutorial):
+    _, classifier, out = tiny_tutorial
+    assert classifier.config.id2label == {0: "digits", 1: "lower", 2: "upper"}
+    accuracy = json.loads((out / "eval_results.json").read_text())
+    assert {k.removeprefix("eval_") for k in accuracy} == {f"accuracy/{k}" for k in ("digits", "lower", "upper", "all")}
+
+
+def test_three_class_reward_is_the_probability_of_the_requested_system(tiny_tutorial):
+    adapter, classifier, _ = tiny_tutorial
+    prompts = [make_prompt(3164, label) for label in (0, 1, 2, None)]
+    completions = ["陆叁贰捌E"] * 4
+    probs = classifier(**TOKENIZER("S__:3164x2=陆叁贰捌E", return_tensors="pt")).logits.softmax(-1)[0]
+    expected = torch.stack([probs[0], probs[1], probs[2], torch.tensor(1.0)])  # `__`: any system is right
+    torch.testing.assert_close(rewards(adapter, prompts, completions), expected)  # PPO's get_reward
+    query_responses, _ = ppo_batch(prompts, completions)
+    torch.testing.assert_close(adapter(query_responses, query_responses != 0), expected)  # the scorer's interface
+
+
+def judged_pairs() -> list[tuple[str, str]]:
+    """Right answers in every system and every kind of wrong one, for every prefix and `__`."""
+    rng = random.Random(0)
+    pairs = []
+    for number in TEST_NUMBERS[:4]:
+        for requested in (0, 1, 2, None):
+            for label in range(3):
+                completions = [make_completion(number, label)]
+                completions += [corrupt_completion(number, label, kind, rng) for kind in CORRUPTIONS]
+                completions.append(to_numeral(2 * number, label) + to_numeral(0, label) * 3)  # never ends
+                pairs += [(make_prompt(number, requested), completion) for completion in completions]
+    return pairs
+
+
+def test_rule_reward_is_one_exactly_for_the_judges_exact_matches():
+    prompts, completions = zip(*judged_pairs())
+    expected = torch.tensor([float(judge(p, c[:RESPONSE_LENGTH]).exact_match) for p, c in zip(prompts, completions)])
+    assert expected.sum() == 4 * (3 + 3)  # per number: the right answer in the requested system, and any for `__`
+    adapter = NumeralReward(load_scorer("rule"))
+    assert torch.equal(rewards(adapter, prompts, completions), expected)  # PPO's get_reward
+    query_responses, _ = ppo_batch(prompts, completions)
+    assert torch.equal(RuleScorer()(query_responses, query_responses != 0), expected)  # the scorer's interface
+    # What the PPO trainer logs next to the reward: the judge's share of exact matches among the rows scored.
+    assert adapter.pop_rollout_exact_match() == 24 / len(prompts) and adapter.pop_rollout_exact_match() is None
+
+
+def test_classifier_of_another_shape_is_refused(tiny_reward, tmp_path):
+    from ppo_double.modeling import build_classifier
+
+    build_classifier(num_hidden_layers=1, labels=("digits", "lower")).save_pretrained(tmp_path / "two")
+    with pytest.raises(UsageError, match=r"holds a BERT classifier with 2 labels \(digits, lower\), not a reward"):
+        load_scorer("classifier", str(tmp_path / "two"))
+    assert isinstance(load_scorer("classifier", str(tiny_reward)), ClassifierScorer)
 
 
 # --- what the trained classifier has learned (slow: trains the default classifier) ------------------------------
