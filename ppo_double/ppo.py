@@ -9,7 +9,6 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, TrainerCallback
 from trl.experimental.ppo import PPOTrainer as TRLPPOTrainer
 
-from .callbacks import StopTraining
 from .checkpoints import TRAINER_STATE, WEIGHTS, check_checkpoint
 from .errors import UsageError
 from .modeling import build_value_model
@@ -41,9 +40,9 @@ VALUE_MODEL = "value_model"  # subfolder of a PPO checkpoint
 class PPOTrainer(TRLPPOTrainer):
     """TRL's PPOTrainer, stoppable by a callback, able to save from a multi-process run, and resumable.
 
-    TRL's update loop never reads `control.should_training_stop`, so JudgeCallback raises StopTraining from
-    `on_step_end` (after the update's optimizer steps and logging) and we finish the run here the way TRL's loop
-    would have: `on_train_end`.
+    TRL's update loop never reads `control.should_training_stop`, so a last callback turns a stop asked for in
+    `on_step_end` (by JudgeCallback, after the update's optimizer steps and logging) into an exception, and we finish
+    the run here the way TRL's loop would have: `on_train_end`.
 
     TRL 1.12's PPOTrainer cannot resume (huggingface/trl#2657): its checkpoints hold the policy, optimizer, scheduler,
     RNG states and trainer state (episode counter included) but not the value model, and `train()` always starts at
@@ -81,11 +80,13 @@ class PPOTrainer(TRLPPOTrainer):
         total = self.args.num_total_batches
         if resume_from_checkpoint:
             self._restore(resume_from_checkpoint)
+        self.add_callback(_StopWhenAsked)  # last: it sees what every other callback decided
         try:
             super().train()
-        except StopTraining:
+        except _StopTraining:
             self.control = self.callback_handler.on_train_end(self.args, self.state, self.control)
         finally:
+            self.remove_callback(_StopWhenAsked)
             self.args.num_total_batches = total
 
     def _restore(self, checkpoint: str) -> None:
@@ -111,6 +112,16 @@ class PPOTrainer(TRLPPOTrainer):
         # The data order is drawn when TRL's loop first iterates the dataloader, from the RNG state every run has
         # there (same seed): skip the batches already trained on, then continue from the checkpoint's RNG states.
         self.dataloader = _SkipBatches(self.dataloader, saved.global_step, lambda: self._load_rng_state(checkpoint))
+
+
+class _StopTraining(Exception):
+    pass
+
+
+class _StopWhenAsked(TrainerCallback):
+    def on_step_end(self, args, state, control, **kwargs):
+        if control.should_training_stop and state.global_step < state.max_steps:  # TRL's loop ends the last update
+            raise _StopTraining
 
 
 class _RestoreState(TrainerCallback):
