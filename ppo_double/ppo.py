@@ -10,7 +10,6 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, TrainerCallback
 from trl.experimental.ppo import PPOTrainer as TRLPPOTrainer
 
-from .callbacks import StopTraining
 from .checkpoints import TRAINER_STATE, WEIGHTS, check_checkpoint
 from .errors import UsageError
 from .modeling import build_value_model
@@ -50,9 +49,9 @@ class PPOTrainer(TRLPPOTrainer):
     the reward model scored in that update, next to TRL's `objective/scores` (their mean reward): the gap between the
     two is what the reward pays for that the judge does not (README, "Reward hacking, measured").
 
-    TRL's update loop never reads `control.should_training_stop`, so JudgeCallback raises StopTraining from
-    `on_step_end` (after the update's optimizer steps and logging) and we finish the run here the way TRL's loop
-    would have: `on_train_end`.
+    TRL's update loop never reads `control.should_training_stop`, so a last callback turns a stop asked for in
+    `on_step_end` (by JudgeCallback, after the update's optimizer steps and logging) into an exception, and we finish
+    the run here the way TRL's loop would have: `on_train_end`.
 
     TRL 1.12's PPOTrainer cannot resume (huggingface/trl#2657): its checkpoints hold the policy, optimizer, scheduler,
     RNG states and trainer state (episode counter included) but not the value model, and `train()` always starts at
@@ -97,11 +96,13 @@ class PPOTrainer(TRLPPOTrainer):
         total = self.args.num_total_batches
         if resume_from_checkpoint:
             self._restore(resume_from_checkpoint)
+        self.add_callback(_StopWhenAsked)  # last: it sees what every other callback decided
         try:
             super().train()
-        except StopTraining:
+        except _StopTraining:
             self.control = self.callback_handler.on_train_end(self.args, self.state, self.control)
         finally:
+            self.remove_callback(_StopWhenAsked)
             self.args.num_total_batches = total
 
     def _restore(self, checkpoint: str) -> None:
@@ -127,6 +128,16 @@ class PPOTrainer(TRLPPOTrainer):
         # The data order is drawn when TRL's loop first iterates the dataloader, from the RNG state every run has
         # there (same seed): skip the batches already trained on, then continue from the checkpoint's RNG states.
         self.dataloader = _SkipBatches(self.dataloader, saved.global_step, lambda: self._load_rng_state(checkpoint))
+
+
+class _StopTraining(Exception):
+    pass
+
+
+class _StopWhenAsked(TrainerCallback):
+    def on_step_end(self, args, state, control, **kwargs):
+        if control.should_training_stop and state.global_step < state.max_steps:  # TRL's loop ends the last update
+            raise _StopTraining
 
 
 class _RestoreState(TrainerCallback):

@@ -17,8 +17,9 @@ Why a probability and not a log-probability: measured outside the project, rewar
 greedy exact match, while reward = log p(requested) diverged (arithmetic fell to 39 %): log-probabilities are
 unbounded below, so a few very wrong samples dominate the advantages.
 
-`load_scorer(kind, path)` builds either; `NumeralReward(scorer)` adapts any scorer to the reward model TRL 1.12's
-PPOTrainer calls, `trl.experimental.utils.get_reward(model, query_responses, pad_token_id, ...)`:
+`load_scorer(kind, path)` builds either; `RewardFunction(scorer, ...)` adapts it to the reward-function contract of
+GRPOTrainer and RLOOTrainer, and `NumeralReward(scorer)` to the reward model TRL 1.12's PPOTrainer calls,
+`trl.experimental.utils.get_reward(model, query_responses, pad_token_id, ...)`:
 
     backbone = getattr(model, model.base_model_prefix)
     hidden = backbone(input_ids, attention_mask, position_ids, ...).hidden_states[-1]
@@ -171,3 +172,42 @@ class NumeralReward(nn.Module):
     def forward(self, input_ids, attention_mask=None, **kwargs) -> torch.Tensor:
         """Reward per sequence, shape [batch]: the scorer's."""
         return self.scorer(input_ids, attention_mask)
+
+
+class RewardFunction:
+    """A scorer as the reward function GRPOTrainer and RLOOTrainer call: one score per completion.
+
+    `scorer(input_ids, attention_mask) -> FloatTensor[batch]` scores full token rows `S<prefix>:<q>x2=<answer>E`,
+    right-padded (`ClassifierScorer`, `RuleScorer`; see the module docstring). TRL passes the prompts as text and the
+    completions both as text (special tokens stripped, so without `E`) and as ids (cut after the first EOS, EOS kept):
+    the rows are built from the ids. A completion without EOS loses `missing_eos_penalty`, as in PPOTrainer.
+    """
+
+    __name__ = "numeral_reward"  # TRL logs the mean under rewards/<__name__>/mean
+
+    def __init__(self, scorer, tokenizer, missing_eos_penalty: float | None = None):
+        self.scorer = scorer
+        self.tokenizer = tokenizer
+        self.missing_eos_penalty = missing_eos_penalty
+        self.device = torch.device("cpu")
+
+    def to(self, device) -> "RewardFunction":
+        """Score on `device` (the trainer's): moves the scorer there when it is a module."""
+        if isinstance(self.scorer, nn.Module):
+            self.scorer.to(device)
+        self.device = torch.device(device)
+        return self
+
+    @torch.no_grad()
+    def __call__(self, prompts: list[str], completions: list[str], completion_ids: list[list[int]], **kwargs):
+        rows = [self.tokenizer(prompt).input_ids + list(ids) for prompt, ids in zip(prompts, completion_ids)]
+        width = max(map(len, rows))
+        pad = self.tokenizer.pad_token_id
+        input_ids = torch.tensor([row + [pad] * (width - len(row)) for row in rows], device=self.device)
+        lengths = torch.tensor([len(row) for row in rows], device=self.device)
+        attention_mask = (torch.arange(width, device=self.device)[None, :] < lengths[:, None]).long()
+        scores = self.scorer(input_ids, attention_mask).float().cpu()
+        if self.missing_eos_penalty is not None:
+            no_eos = torch.tensor([self.tokenizer.eos_token_id not in ids for ids in completion_ids])
+            scores[no_eos] -= self.missing_eos_penalty
+        return scores.tolist()

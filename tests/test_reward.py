@@ -11,7 +11,7 @@ from trl.experimental.utils import get_reward
 from conftest import ROOT, load_recipe
 from ppo_double.errors import UsageError
 from ppo_double.modeling import load_tokenizer
-from ppo_double.reward import ClassifierScorer, NumeralReward, RuleScorer, load_scorer
+from ppo_double.reward import ClassifierScorer, NumeralReward, RewardFunction, RuleScorer, load_scorer
 from ppo_double.task import (
     CORRUPTIONS,
     INVALID,
@@ -39,6 +39,14 @@ def ppo_batch(prompts, completions):
     responses = torch.tensor([r + [0] * (RESPONSE_LENGTH - len(r)) for r in responses])
     responses = truncate_response(TOKENIZER.eos_token_id, TOKENIZER.pad_token_id, responses)
     return torch.cat([queries, responses], 1), queries.shape[1]
+
+
+def function_rewards(scorer, prompts, completions, missing_eos_penalty=None):
+    """Scores as GRPOTrainer and RLOOTrainer get them from a RewardFunction: completion ids cut after the first EOS."""
+    ids = [TOKENIZER(c).input_ids[:RESPONSE_LENGTH] for c in completions]
+    ids = [row[: row.index(TOKENIZER.eos_token_id) + 1] if TOKENIZER.eos_token_id in row else row for row in ids]
+    function = RewardFunction(scorer, TOKENIZER, missing_eos_penalty=missing_eos_penalty)
+    return torch.tensor(function(list(prompts), [TOKENIZER.decode(row) for row in ids], ids))
 
 
 def rewards(model, prompts, completions):
@@ -175,6 +183,7 @@ def test_three_class_reward_is_the_probability_of_the_requested_system(tiny_tuto
     torch.testing.assert_close(rewards(adapter, prompts, completions), expected)  # PPO's get_reward
     query_responses, _ = ppo_batch(prompts, completions)
     torch.testing.assert_close(adapter(query_responses, query_responses != 0), expected)  # the scorer's interface
+    torch.testing.assert_close(function_rewards(adapter.scorer, prompts, completions), expected)  # GRPO's, RLOO's
 
 
 def judged_pairs() -> list[tuple[str, str]]:
@@ -201,6 +210,11 @@ def test_rule_reward_is_one_exactly_for_the_judges_exact_matches():
     assert torch.equal(RuleScorer()(query_responses, query_responses != 0), expected)  # the scorer's interface
     # What the PPO trainer logs next to the reward: the judge's share of exact matches among the rows scored.
     assert adapter.pop_rollout_exact_match() == 24 / len(prompts) and adapter.pop_rollout_exact_match() is None
+    # GRPO's and RLOO's reward function: the same verdict, minus the missing-EOS penalty (PPOTrainer's own, there).
+    no_eos = torch.tensor([float("E" not in c[:RESPONSE_LENGTH]) for c in completions])
+    assert no_eos.sum() > 0
+    scores = function_rewards(RuleScorer(), prompts, completions, missing_eos_penalty=0.5)
+    torch.testing.assert_close(scores, expected - 0.5 * no_eos)
 
 
 def test_classifier_of_another_shape_is_refused(tiny_reward, tmp_path):
