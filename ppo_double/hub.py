@@ -35,8 +35,10 @@ STAGES = {
         "title": "reward classifier",
         "what": (
             "a tiny BERT that tells which numeral system an answer `S__:3320x2=6640E` uses — digits, lower or upper "
-            "— or that it is no valid answer (wrong double, mixed systems, wrong length, no `E`: class `invalid`). "
-            "The PPO stage turns it into a reward: the probability of the system the prompt asks for."
+            "— or, with this project's 4th class (`make reward`), that it is no valid answer (wrong double, mixed "
+            "systems, wrong length, no `E`: class `invalid`); the tutorial's 3-class version (`make reward-tutorial`) "
+            "has no such class. The PPO stage turns it into a reward: the probability of the system the prompt asks "
+            "for."
         ),
         "pipeline_tag": "text-classification",
         "auto_class": "AutoModelForSequenceClassification",
