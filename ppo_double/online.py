@@ -7,7 +7,6 @@ and the whole GRPO / RLOO stage, which differ only in TRL's trainer class.
 """
 
 from dataclasses import dataclass, field
-from typing import Literal
 
 from transformers import AutoModelForCausalLM, set_seed
 from transformers.trainer_callback import ProgressCallback
@@ -20,7 +19,7 @@ from .data import prompt_text_dataset
 from .evaluate import evaluate, format_table, save_results
 from .hub import save_and_push
 from .modeling import load_tokenizer
-from .reward import RewardFunction, load_scorer
+from .reward import RewardFunction, RewardKind, load_scorer
 from .task import heldout_prompts
 
 
@@ -28,7 +27,7 @@ from .task import heldout_prompts
 class JudgeArguments:
     """The reward, the judge during training, and the stop rule (PPO, GRPO, RLOO)."""
 
-    reward: Literal["classifier", "rule"] = field(
+    reward: RewardKind = field(
         default="classifier",
         metadata={"help": "classifier: p(requested system) from reward_model_path; rule: the judge's exact match"},
     )

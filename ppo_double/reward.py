@@ -30,7 +30,7 @@ and `score` is the identity. It also judges every row it scores, so the PPO trai
 the very rollouts the reward paid for (`judge/rollout_exact_match` next to TRL's `objective/scores`).
 """
 
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 from torch import nn
@@ -43,8 +43,7 @@ from .modeling import CLASSIFIER_LABELS, load_tokenizer
 from .task import PREFIXES, SYSTEMS, UNPREFIXED, judge
 from .tokenizer import VOCAB
 
-RewardKind = Literal["classifier", "rule"]
-REWARD_KINDS = ("classifier", "rule")
+RewardKind = Literal["classifier", "rule"]  # the recipes' --reward
 # The label sets a reward classifier may have: the tutorial's three systems, or this project's four classes.
 CLASSIFIER_LABEL_SETS = (SYSTEMS, CLASSIFIER_LABELS)
 
@@ -67,14 +66,24 @@ def requested_labels(input_ids: torch.Tensor) -> torch.Tensor:
     return torch.tensor(labels, device=input_ids.device)
 
 
+def classifier_labels(config) -> tuple[str, ...]:
+    """The classes of a reward classifier (its config): SYSTEMS or CLASSIFIER_LABELS; any other set is a UsageError."""
+    labels = tuple(config.id2label[i] for i in range(config.num_labels))
+    if labels not in CLASSIFIER_LABEL_SETS:
+        raise UsageError(
+            f"{config.name_or_path!r} holds a BERT classifier with {len(labels)} labels ({', '.join(labels)}), not a "
+            f"reward classifier ({', '.join(SYSTEMS)} from `make reward-tutorial`, or {', '.join(CLASSIFIER_LABELS)} "
+            "from `make reward`): pass a folder one of them wrote"
+        )
+    return labels
+
+
 class ClassifierScorer(nn.Module):
     """p(requested system) from a 3-class (tutorial) or 4-class (this project) BERT classifier; see the module doc."""
 
     def __init__(self, classifier: BertForSequenceClassification):
         super().__init__()
-        labels = tuple(classifier.config.id2label[i] for i in range(classifier.config.num_labels))
-        if labels not in CLASSIFIER_LABEL_SETS:
-            raise ValueError(f"classifier labels {labels} are none of {CLASSIFIER_LABEL_SETS}")
+        labels = classifier_labels(classifier.config)
         self.classifier = classifier
         self.invalid = labels.index("invalid") if "invalid" in labels else None
 
@@ -83,14 +92,8 @@ class ClassifierScorer(nn.Module):
         """Rebuild from a `recipes/reward.py` output folder (safetensors weights, no pickled modules)."""
         check_checkpoint(path, "reward")
         config = AutoConfig.from_pretrained(path)
-        labels = tuple(config.id2label[i] for i in range(config.num_labels))
-        if labels not in CLASSIFIER_LABEL_SETS:
-            raise UsageError(
-                f"{path!r} holds a BERT classifier with {config.num_labels} labels ({', '.join(labels)}), not a reward "
-                f"classifier ({', '.join(SYSTEMS)} from `make reward-tutorial`, or {', '.join(CLASSIFIER_LABELS)} "
-                "from `make reward`): pass a folder one of them wrote"
-            )
-        return cls(BertForSequenceClassification.from_pretrained(path, use_safetensors=True))
+        classifier_labels(config)  # before the weights, whose head has one row per label
+        return cls(BertForSequenceClassification.from_pretrained(path, config=config, use_safetensors=True))
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         requested = requested_labels(input_ids)
@@ -132,7 +135,7 @@ def load_scorer(kind: str, path: str | None = None) -> nn.Module:
         return ClassifierScorer.from_pretrained(path)
     if kind == "rule":
         return RuleScorer()
-    raise UsageError(f"unknown reward {kind!r}: use one of {', '.join(REWARD_KINDS)}")
+    raise UsageError(f"unknown reward {kind!r}: use one of {', '.join(get_args(RewardKind))}")
 
 
 class NumeralReward(nn.Module):
