@@ -186,27 +186,27 @@ def table(outcomes: dict[str, dict[int, dict]], episodes: int, window: int, host
     return "\n".join(lines)
 
 
+CURVE_STYLES = (("reward", "reward", "tab:blue", "-"), ("judged", "judged exact match", "tab:orange", "--"))
+
+
 def plot(outcomes: dict[str, dict[int, dict]], path: Path) -> Path:
-    """Reward and judged exact match of the rollouts against episodes: one panel per reward, one line per seed."""
+    """Reward and judged exact match of the rollouts against episodes, one panel per reward: the mean over the seeds
+    (bold) and each seed (thin)."""
     from matplotlib.figure import Figure  # no pyplot: no global state, no GUI backend
 
     fig = Figure(figsize=(5 * len(outcomes), 4), layout="constrained")
     axes = fig.subplots(1, len(outcomes), sharey=True, squeeze=False)[0]
     for ax, (name, by_seed) in zip(axes, outcomes.items()):
-        for i, outcome in enumerate(by_seed.values()):
-            curves = outcome["curves"]
-            ax.plot(curves["episode"], curves["reward"], color="tab:blue", alpha=0.8, label="reward" if not i else None)
-            ax.plot(
-                curves["episode"],
-                curves["judged"],
-                color="tab:orange",
-                linestyle="--",
-                alpha=0.8,
-                label="judged exact match" if not i else None,
-            )
+        curves = [outcome["curves"] for outcome in by_seed.values()]
+        episodes = curves[0]["episode"]  # the same budget and batch for every seed
+        for key, label, color, style in CURVE_STYLES:
+            for curve in curves:
+                ax.plot(curve["episode"], curve[key], color=color, linestyle=style, linewidth=0.7, alpha=0.35)
+            mean = [statistics.mean(values) for values in zip(*(curve[key] for curve in curves))]
+            ax.plot(episodes, mean, color=color, linestyle=style, linewidth=2, label=f"{label} (mean of {len(curves)})")
         ax.set(title=f"reward: {name}", xlabel="episode")
         ax.grid(alpha=0.3)
-    axes[0].set(ylabel="training rollouts (one line per seed)")
+    axes[0].set(ylabel="training rollouts")
     axes[0].legend(loc="lower right")
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
