@@ -34,8 +34,8 @@ class JudgeCallback(TrainerCallback):
     evaluations in a row: the callback sets `control.should_training_stop`, which GRPOTrainer and RLOOTrainer honour
     (and ppo_double.ppo.PPOTrainer, for TRL's PPO loop that does not). The prompts come from VALIDATION_NUMBERS: the
     test numbers stay untouched by any training decision. `history` keeps every judgement with its update (`step`),
-    `episode` and `seconds` since training began in this process. One callback for PPOTrainer (whose model wraps `policy` and
-    value model), GRPOTrainer and RLOOTrainer (whose model is the policy).
+    `episode` and `seconds` since training began in this process. One callback for PPOTrainer (whose model wraps
+    `policy` and value model), GRPOTrainer and RLOOTrainer (whose model is the policy).
     """
 
     def __init__(

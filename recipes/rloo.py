@@ -10,7 +10,7 @@ python recipes/rloo.py --max_steps 100              # any field overrides the YA
 
 from pathlib import Path
 
-from trl import RLOOConfig, RLOOTrainer, ModelConfig
+from trl import ModelConfig, RLOOConfig, RLOOTrainer
 
 from ppo_double.args import parse_args
 from ppo_double.errors import run

@@ -10,7 +10,7 @@ from trl.experimental.utils import get_reward
 
 from ppo_double.errors import UsageError
 from ppo_double.modeling import load_tokenizer
-from ppo_double.reward import NumeralReward
+from ppo_double.reward import NumeralReward, RewardFunction
 from ppo_double.task import (
     CORRUPTIONS,
     INVALID,
@@ -129,6 +129,33 @@ def test_padding_does_not_change_the_reward(tiny):
     alone = rewards(adapter, ["S大写:3164x2="], ["陆叁贰捌E"])
     padded = rewards(adapter, ["S大写:3164x2=", "S大写:3164x2="], ["陆叁贰捌E", "壹陆叁贰捌E"])
     torch.testing.assert_close(alone[0], padded[0])
+
+
+def test_reward_function_and_ppo_adapter_give_the_same_score(tiny):
+    adapter, _ = tiny
+    numbers = TEST_NUMBERS[:4]
+    prompts, completions = [], []
+    for q, label in itertools.product(numbers, range(3)):
+        right, other = make_completion(q, label), make_completion(q, (label + 1) % 3)
+        runaway = to_numeral(2 * q, label) + to_numeral(0, label) * 3  # no EOS within the 7 tokens
+        for completion in (right, other, make_completion(q + 1, label), runaway, "E"):
+            prompts.append(make_prompt(q, label))
+            completions.append(completion)
+    # PPO: TRL's get_reward on PPOTrainer's batch, then PPOTrainer's missing_eos_penalty
+    query_responses, context_length = ppo_batch(prompts, completions)
+    ppo_scores = rewards(adapter, prompts, completions)
+    ppo_scores[~(query_responses[:, context_length:] == TOKENIZER.eos_token_id).any(-1)] -= 1.0
+    # GRPO/RLOO: completion ids as their trainers pass them (at most 7, cut after the first EOS, EOS kept) and the
+    # completions as text without special tokens
+    completion_ids = []
+    for completion in completions:
+        ids = TOKENIZER(completion).input_ids[:RESPONSE_LENGTH]
+        completion_ids.append(ids[: ids.index(TOKENIZER.eos_token_id) + 1] if TOKENIZER.eos_token_id in ids else ids)
+    texts = [TOKENIZER.decode(ids, skip_special_tokens=True) for ids in completion_ids]
+    reward_function = RewardFunction(adapter, TOKENIZER, missing_eos_penalty=1.0)
+    scores = reward_function(prompts=prompts, completions=texts, completion_ids=completion_ids, trainer_state=None)
+    torch.testing.assert_close(torch.tensor(scores), ppo_scores)
+    assert (ppo_scores < 0).sum() == len(numbers) * 3  # the runaway answers, penalised alike
 
 
 def test_unknown_prefix_is_an_error(tiny):
