@@ -51,6 +51,7 @@ def test_the_judge_is_logged_next_to_trl_metrics(tiny_run):
     # the judge's entries hold only its metrics: TRL's averages stay in TRL's own log entries
     judged = [entry for entry in trainer.state.log_history if "eval/exact_match" in entry]
     assert [entry["step"] for entry in judged] == [2, 4] and not any("reward" in entry for entry in judged)
+    assert [entry["step"] for entry in trainer.state.log_history if "reward" in entry] == [1, 2, 3, 4]
     results = json.loads((out / "eval_results.json").read_text())
     assert set(results["greedy"]) == {*PREFIXES, "all"} and results["greedy"]["all"]["n"] == 1500
     history = results["judged_during_training"]
