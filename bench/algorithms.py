@@ -13,7 +13,8 @@ validation numbers, on two judgements in a row (every 8 updates of 64 completion
 the target, completions per second (training and judging), greedy and sampled exact match per prefix, the sampled
 share of correct doubles (any system), the lowest greedy share of correct doubles while training, and peak RSS.
 Writes `algorithms.md` / `algorithms.json` under `--output_dir`, and a figure (`--figure`). `--sweep` writes
-`sweep.md` / `sweep.json` instead. Wall times measured on a busy machine are not comparable across runs: say so.
+`sweep.md` / `sweep.json` instead (rows run before and not again, `--rows`, stay in them). Wall times measured on a
+busy machine are not comparable across runs: say so.
 """
 
 import argparse
@@ -34,16 +35,12 @@ ALGORITHMS = ("ppo", "grpo", "rloo")
 TARGET = {"target_exact_match": 0.995, "target_sampled_exact_match": 0.98, "target_patience": 2}
 # The settings tried for GRPO's and RLOO's defaults (the YAML's values unless named): (algorithm, label, extra args).
 SWEEP = (
-    ("grpo", "defaults (lr 3e-4, 8 per prompt, dapo, scale group)", []),
-    ("grpo", "lr 1e-4", ["--learning_rate", "1e-4"]),
-    ("grpo", "lr 1e-3", ["--learning_rate", "1e-3"]),
-    ("grpo", "4 per prompt", ["--num_generations", "4"]),
-    ("grpo", "16 per prompt", ["--num_generations", "16"]),
-    ("grpo", "scale_rewards none (Dr. GRPO)", ["--scale_rewards", "none"]),
-    ("grpo", "loss grpo", ["--loss_type", "grpo"]),
-    ("rloo", "defaults (lr 3e-4, 8 per prompt)", []),
-    ("rloo", "lr 1e-3", ["--learning_rate", "1e-3"]),
-    ("rloo", "normalize_advantages", ["--normalize_advantages", "true"]),
+    ("grpo", "lr 3e-4, 8 per prompt, scale_rewards group", ["--scale_rewards", "group"]),
+    ("grpo", "lr 3e-4, 8 per prompt, scale_rewards none", ["--scale_rewards", "none"]),
+    ("grpo", "lr 3e-4, 16 per prompt, scale_rewards group", ["--scale_rewards", "group", "--num_generations", "16"]),
+    ("grpo", "lr 1e-4, 8 per prompt, scale_rewards group", ["--scale_rewards", "group", "--learning_rate", "1e-4"]),
+    ("rloo", "lr 3e-4, 8 per prompt", []),
+    ("rloo", "lr 1e-4, 8 per prompt", ["--learning_rate", "1e-4"]),
 )
 
 
@@ -233,6 +230,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--seeds", nargs="+", type=int, default=[42, 43, 44])
     parser.add_argument("--algorithms", nargs="+", choices=ALGORITHMS, default=list(ALGORITHMS))
     parser.add_argument("--sweep", action="store_true", help="run the SWEEP settings instead of the comparison")
+    parser.add_argument("--rows", nargs="+", type=int, help="--sweep: only these rows of SWEEP (0-based)")
     parser.add_argument("--output_dir", default="outputs/bench")
     parser.add_argument("--figure", default="outputs/bench/algorithms.png", help="the comparison's figure")
     for algorithm in ALGORITHMS:
@@ -246,16 +244,25 @@ def main(argv=None) -> int:
     host = {**bench.machine(), "date": time.strftime("%Y-%m-%d")}
     extra = {a: shlex.split(getattr(args, f"{a}_args")) for a in ALGORITHMS}
     plan = [(a, "", []) for a in args.algorithms] if not args.sweep else SWEEP
+    rows = range(len(plan)) if args.rows is None else args.rows
     runs, sft = [], {}
     for seed in args.seeds:
         start = start_checkpoints(seed, out / f"seed{seed}")
         sft[seed] = sft_baseline(start["sft"], seed)
-        for i, (algorithm, label, changes) in enumerate(plan):
+        for i in rows:
+            algorithm, label, changes = plan[i]
             name = f"sweep{i}-{algorithm}" if args.sweep else algorithm
             run = run_algorithm(algorithm, seed, start, out / f"seed{seed}" / name, [*changes, *extra[algorithm]])
             runs.append({**run, "label": label})
 
     name = "sweep" if args.sweep else "algorithms"
+    if args.sweep and (out / "sweep.json").exists():  # rows run before (--rows): keep those not run again now
+        before = json.loads((out / "sweep.json").read_text(encoding="utf-8"))
+        ran = {(r["label"], r["seed"]) for r in runs}
+        runs = [r for r in before["runs"] if (r["label"], r["seed"]) not in ran] + runs
+        sft = {**{int(seed): v for seed, v in before["sft"].items()}, **sft}
+        order = [label for _, label, _ in SWEEP]
+        runs.sort(key=lambda r: (order.index(r["label"]) if r["label"] in order else len(order), r["seed"]))
     document = sweep_table(runs, sft, host) if args.sweep else comparison_table(runs, sft, host, extra)
     print(document)
     (out / f"{name}.md").write_text(document + "\n", encoding="utf-8")
