@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 ARGS ?=
 
-.PHONY: help install sft reward reward-tutorial ppo eval plots bench all test test-fast lint format clean
+.PHONY: help install sft reward reward-tutorial ppo grpo rloo eval plots bench all test test-fast lint format clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -29,13 +29,19 @@ reward-tutorial: install  ## the tutorial's 3-class classifier (clean answers, 5
 ppo: install  ## stage 3: PPO -> outputs/ppo (needs outputs/sft and outputs/reward)
 	$(BIN)/accelerate launch $(if $(ACCELERATE_CONFIG),--config_file $(ACCELERATE_CONFIG)) recipes/ppo.py $(ARGS)
 
+grpo: install  ## stage 3 with GRPO instead of PPO -> outputs/grpo (needs outputs/sft and outputs/reward)
+	$(BIN)/accelerate launch $(if $(ACCELERATE_CONFIG),--config_file $(ACCELERATE_CONFIG)) recipes/grpo.py $(ARGS)
+
+rloo: install  ## stage 3 with RLOO instead of PPO -> outputs/rloo (needs outputs/sft and outputs/reward)
+	$(BIN)/accelerate launch $(if $(ACCELERATE_CONFIG),--config_file $(ACCELERATE_CONFIG)) recipes/rloo.py $(ARGS)
+
 eval: install  ## before/after table: SFT vs PPO on the held-out test numbers
 	$(BIN)/python recipes/evaluate.py --model outputs/ppo --baseline outputs/sft --output_json outputs/eval.json $(ARGS)
 
 plots: install  ## PNG plots of the runs' logs -> outputs/plots/ (ARGS="--output_dir docs")
 	$(BIN)/ppo-double plots $(ARGS)
 
-bench: install  ## SFT recipe vs a plain PyTorch loop, s/100 steps and ratio -> outputs/bench/
+bench: install  ## SFT recipe vs a plain PyTorch loop, and the pipeline per seed -> outputs/bench/ (ARGS="--algorithms": PPO vs GRPO vs RLOO)
 	$(BIN)/python bench/bench.py $(ARGS)
 
 all: install  ## the whole pipeline on defaults: sft -> reward -> ppo -> eval

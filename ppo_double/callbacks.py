@@ -102,8 +102,10 @@ class JudgeCallback(TrainerCallback):
             return
         logs = self.judge(args, state)
         # Trainer.log, not GRPO's and RLOO's override of it: theirs would flush the metrics they average between two
-        # logging steps into this entry.
+        # logging steps into this entry. Its on_log clears `should_log`: the update's own log entry must still follow.
+        should_log = control.should_log
         Trainer.log(self.trainer, logs)
+        control.should_log = should_log
         if self.target is None:
             return
         self.streak = self.streak + 1 if self.reached_target(logs) else 0

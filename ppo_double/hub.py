@@ -368,8 +368,7 @@ def write_model_card(output_dir, stage: str, config_summary: dict, results: dict
 
 
 def _base_model(stage: str, sources) -> str | None:
-    """The RL stage's SFT checkpoint when it is a Hub id (a local folder is no valid `base_model`), as TRL's cards
-    do."""
+    """The RL stage's SFT checkpoint if it is a Hub id (a local folder is no valid `base_model`), as TRL's cards do."""
     if stage not in RL_STAGES:
         return None
     path = next((s.sft_model_path for s in sources if getattr(s, "sft_model_path", None)), None)

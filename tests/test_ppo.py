@@ -156,12 +156,12 @@ def test_console_shows_a_short_line_every_logging_steps_and_every_judgement():
     lines = []
     callback = CompactProgressCallback()
     callback.training_bar = SimpleNamespace(write=lines.append)
-    args = SimpleNamespace(logging_steps=8)
+    args = SimpleNamespace(logging_steps=8, batch_size=64)  # PPO: 64 episodes per update
     trl_metrics = {"objective/scores": 0.5, "objective/kl": 0.25, "loss/policy_avg": 0.1, "eps": 54}
     for step in range(1, 17):
-        state = SimpleNamespace(is_world_process_zero=True, global_step=step, episode=64 * step)
+        state = SimpleNamespace(is_world_process_zero=True, global_step=step)
         callback.on_log(args, state, None, logs=dict(trl_metrics))
-    state = SimpleNamespace(is_world_process_zero=True, global_step=3, episode=192)
+    state = SimpleNamespace(is_world_process_zero=True, global_step=3)
     callback.on_log(args, state, None, logs={"eval/exact_match": 1.0, "eval/sampled_exact_match": 0.98})
     assert lines == [
         "episode 512: reward 0.500, kl 0.250",

@@ -42,11 +42,13 @@ def ppo_batch(prompts, completions):
 
 
 def function_rewards(scorer, prompts, completions, missing_eos_penalty=None):
-    """Scores as GRPOTrainer and RLOOTrainer get them from a RewardFunction: completion ids cut after the first EOS."""
+    """Scores of a RewardFunction as GRPOTrainer and RLOOTrainer call it: completion ids (at most 7, cut after the
+    first EOS, EOS kept) and the completions as text without special tokens."""
     ids = [TOKENIZER(c).input_ids[:RESPONSE_LENGTH] for c in completions]
     ids = [row[: row.index(TOKENIZER.eos_token_id) + 1] if TOKENIZER.eos_token_id in row else row for row in ids]
+    texts = [TOKENIZER.decode(row, skip_special_tokens=True) for row in ids]
     function = RewardFunction(scorer, TOKENIZER, missing_eos_penalty=missing_eos_penalty)
-    return torch.tensor(function(list(prompts), [TOKENIZER.decode(row) for row in ids], ids))
+    return torch.tensor(function(prompts=list(prompts), completions=texts, completion_ids=ids, trainer_state=None))
 
 
 def rewards(model, prompts, completions):
@@ -138,6 +140,25 @@ def test_padding_does_not_change_the_reward(tiny):
     alone = rewards(adapter, ["S大写:3164x2="], ["陆叁贰捌E"])
     padded = rewards(adapter, ["S大写:3164x2=", "S大写:3164x2="], ["陆叁贰捌E", "壹陆叁贰捌E"])
     torch.testing.assert_close(alone[0], padded[0])
+
+
+def test_reward_function_and_ppo_adapter_give_the_same_score(tiny):
+    adapter, _ = tiny
+    numbers = TEST_NUMBERS[:4]
+    prompts, completions = [], []
+    for q, label in itertools.product(numbers, range(3)):
+        right, other = make_completion(q, label), make_completion(q, (label + 1) % 3)
+        runaway = to_numeral(2 * q, label) + to_numeral(0, label) * 3  # no EOS within the 7 tokens
+        for completion in (right, other, make_completion(q + 1, label), runaway, "E"):
+            prompts.append(make_prompt(q, label))
+            completions.append(completion)
+    # PPO: TRL's get_reward on PPOTrainer's batch, then PPOTrainer's missing_eos_penalty
+    query_responses, context_length = ppo_batch(prompts, completions)
+    ppo_scores = rewards(adapter, prompts, completions)
+    ppo_scores[~(query_responses[:, context_length:] == TOKENIZER.eos_token_id).any(-1)] -= 1.0
+    # GRPO/RLOO: completions as their trainers pass them to a reward function
+    torch.testing.assert_close(function_rewards(adapter, prompts, completions, missing_eos_penalty=1.0), ppo_scores)
+    assert (ppo_scores < 0).sum() == len(numbers) * 3  # the runaway answers, penalised alike
 
 
 def test_unknown_prefix_is_an_error(tiny):
