@@ -41,7 +41,7 @@ eval: install  ## before/after table: SFT vs PPO on the held-out test numbers
 plots: install  ## PNG plots of the runs' logs -> outputs/plots/ (ARGS="--output_dir docs")
 	$(BIN)/ppo-double plots $(ARGS)
 
-bench: install  ## SFT recipe vs a plain PyTorch loop, and the pipeline per seed -> outputs/bench/ (ARGS="--algorithms": PPO vs GRPO vs RLOO)
+bench: install  ## SFT recipe vs a plain PyTorch loop, and the pipeline per seed -> outputs/bench/ (ARGS="--algorithms": PPO vs GRPO vs RLOO; ARGS="--rewards": reward hacking)
 	$(BIN)/python bench/bench.py $(ARGS)
 
 all: install  ## the whole pipeline on defaults: sft -> reward -> ppo -> eval

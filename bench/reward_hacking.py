@@ -181,7 +181,8 @@ def table(outcomes: dict[str, dict[int, dict]], episodes: int, window: int, host
             lines.append(row([name, "median", *outcome_cells(median_outcome(list(by_seed.values())))]))
     lines += [
         "",
-        f"Machine: {host['cpu_count']} CPU cores, torch {host['torch']} with {host['torch_threads']} threads.",
+        f"Machine: {host['cpu_count']} CPU cores, torch {host['torch']}, {host['torch_threads']} torch thread(s) per "
+        "process.",
     ]
     return "\n".join(lines)
 

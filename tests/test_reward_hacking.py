@@ -78,5 +78,5 @@ def test_table_has_a_row_per_reward_and_seed_and_a_median_per_reward(hacking, tm
         "| tutorial | median | 90.0% / 90.0% / 90.0% | 90.0% / 90.0% / 90.0% | 80.0% | 80.0% | 100.0% | 0.900 "
         "| 70.0% | +0.200 |"
     )
-    assert "256 episodes" in lines[0] and lines[-1] == "Machine: 2 CPU cores, torch 2.x with 1 threads."
+    assert "256 episodes" in lines[0] and lines[-1] == "Machine: 2 CPU cores, torch 2.x, 1 torch thread(s) per process."
     assert hacking.plot(outcomes, tmp_path / "picture.png").stat().st_size > 0
