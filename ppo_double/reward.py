@@ -86,6 +86,7 @@ class ClassifierScorer(nn.Module):
         labels = classifier_labels(classifier.config)
         self.classifier = classifier
         self.invalid = labels.index("invalid") if "invalid" in labels else None
+        self.eval()  # a reward: dropout off, whichever trainer calls it
 
     @classmethod
     def from_pretrained(cls, path: str) -> "ClassifierScorer":

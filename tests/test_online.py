@@ -96,3 +96,13 @@ def test_grpo_learns_to_follow_the_prefix(trained, tmp_path):
         assert results["greedy"][prefix]["exact_match"] >= 0.99, (prefix, results["greedy"][prefix])
         assert results["sampled"][prefix]["exact_match"] >= 0.95, (prefix, results["sampled"][prefix])
     assert results["greedy"]["all"]["correct"] >= 0.99
+
+
+@pytest.mark.parametrize("stage", ["grpo", "rloo"])
+def test_rule_reward_needs_no_classifier(stage, tiny_sft, tmp_path):
+    """`--reward rule`: the judge's verdict through the same reward function; reward_model_path is not read."""
+    args = tiny_group_args(tiny_sft, tmp_path / "no-such-classifier", tmp_path / stage)
+    trainer = load_recipe(stage).main([*args, "--reward", "rule"])
+    means = [e["rewards/numeral_reward/mean"] for e in trainer.state.log_history if "rewards/numeral_reward/mean" in e]
+    assert trainer.state.global_step == 4 and len(means) == 4
+    assert all(-1.0 <= mean <= 1.0 for mean in means)  # exact match (0 or 1), minus 1 without EOS
