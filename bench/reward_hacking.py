@@ -1,6 +1,6 @@
 """Reward hacking, measured: PPO against the tutorial's classifier, this project's classifier, and the judge itself.
 
-    make bench ARGS="--rewards"                                  # seeds 42 43 44, 8192 episodes per PPO run
+    make bench ARGS="--rewards"                                  # seeds 42 43 44, 4096 episodes per PPO run
     python bench/reward_hacking.py --seeds 42 --episodes 2048    # one seed, a shorter budget
 
 For each seed S, in `<output_dir>/seed<S>/`: SFT (`make sft`), this project's 4-class classifier (`make reward`), the
@@ -21,8 +21,8 @@ From each PPO run:
   answers the judge rejects.
 
 Writes `reward_hacking.md` (the table, printed too), `reward_hacking.json` and `reward_hacking.png` (reward and judged
-exact match of the rollouts against episodes, one panel per reward) to `--output_dir`; `--plot` also copies the
-picture there (e.g. `docs/reward_hacking.png`).
+exact match of the rollouts against episodes, one panel per reward) to `--output_dir`; `--plot PATH` also copies the
+picture to PATH (`docs/reward_hacking.png` for the README).
 """
 
 import argparse
@@ -35,7 +35,6 @@ from pathlib import Path
 from bench import fmt, log_tail, machine, row, run_stage, stage_commands
 from ppo_double.task import PREFIXES
 
-ROOT = Path(__file__).resolve().parent.parent
 TUTORIAL_CONFIG = "recipes/configs/reward_tutorial.yaml"
 # The PPO runs: name -> (its reward classifier's folder in the seed folder, or None, and the recipe's --reward).
 REWARDS = {"tutorial": ("reward-tutorial", "classifier"), "project": ("reward", "classifier"), "rule": (None, "rule")}
@@ -220,7 +219,7 @@ def plot(outcomes: dict[str, dict[int, dict]], path: Path) -> Path:
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", nargs="+", type=int, default=[42, 43, 44])
-    parser.add_argument("--episodes", type=int, default=8192, help="PPO budget per run (total_episodes)")
+    parser.add_argument("--episodes", type=int, default=4096, help="PPO budget per run (total_episodes)")
     parser.add_argument("--window", type=int, default=8, help="updates averaged for the final reward / judged")
     parser.add_argument("--output_dir", default="outputs/bench/reward_hacking")
     parser.add_argument("--plot", help="also copy the picture to this path (e.g. docs/reward_hacking.png)")
