@@ -9,10 +9,11 @@ LAUNCH_ARGS := $(if $(ACCELERATE_CONFIG),--config_file $(ACCELERATE_CONFIG),--nu
 	--mixed_precision no --dynamo_backend no)
 STAGES := sft reward ppo eval
 
-.PHONY: help install sft reward ppo eval plots bench sweep all summary test test-fast lint format clean
+.PHONY: help install sft reward reward-tutorial ppo grpo rloo eval plots bench sweep all summary test test-fast lint \
+	format clean
 
 help:  ## list the targets
-	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
 $(BIN)/activate: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,8 +29,17 @@ sft: install  ## stage 1: SFT -> outputs/sft (ARGS="--max_steps 500" to override
 reward: install  ## stage 2: reward classifier -> outputs/reward
 	$(BIN)/python recipes/reward.py $(ARGS)
 
+reward-tutorial: install  ## the tutorial's 3-class classifier (clean answers, 500 steps) -> outputs/reward-tutorial
+	$(BIN)/python recipes/reward.py --config recipes/configs/reward_tutorial.yaml $(ARGS)
+
 ppo: install  ## stage 3: PPO -> outputs/ppo (needs outputs/sft and outputs/reward)
 	$(BIN)/accelerate launch $(LAUNCH_ARGS) recipes/ppo.py $(ARGS)
+
+grpo: install  ## stage 3 with GRPO instead of PPO -> outputs/grpo (needs outputs/sft and outputs/reward)
+	$(BIN)/accelerate launch $(LAUNCH_ARGS) recipes/grpo.py $(ARGS)
+
+rloo: install  ## stage 3 with RLOO instead of PPO -> outputs/rloo (needs outputs/sft and outputs/reward)
+	$(BIN)/accelerate launch $(LAUNCH_ARGS) recipes/rloo.py $(ARGS)
 
 eval: install  ## before/after table: SFT vs PPO on the held-out test numbers
 	$(BIN)/python recipes/evaluate.py --model outputs/ppo --baseline outputs/sft --output_json outputs/eval.json $(ARGS)
@@ -37,7 +47,7 @@ eval: install  ## before/after table: SFT vs PPO on the held-out test numbers
 plots: install  ## PNG plots of the runs' logs -> outputs/plots/ (ARGS="--output_dir docs")
 	$(BIN)/ppo-double plots $(ARGS)
 
-bench: install  ## SFT recipe vs a plain PyTorch loop, then `make all` per seed 42-44 -> outputs/bench/
+bench: install  ## SFT recipe vs a plain loop, then `make all` per seed 42-44 -> outputs/bench/ (ARGS="--algorithms": PPO vs GRPO vs RLOO; ARGS="--rewards": reward hacking)
 	$(BIN)/python bench/bench.py $(ARGS)
 
 sweep: install  ## the settings tried for the defaults (bench/sweep.yaml), judged per seed -> outputs/sweep/

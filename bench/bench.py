@@ -3,6 +3,8 @@
     make bench                                         # both parts: SFT compare, then the pipeline for seeds 42 43 44
     make bench ARGS="--seeds 42 --skip-sft-compare"    # the pipeline only, one seed
     make bench ARGS="--readme README.md"               # also write the tables between the README's bench markers
+    make bench ARGS="--algorithms"                     # PPO vs GRPO vs RLOO instead: bench/algorithms.py (its flags)
+    make bench ARGS="--rewards"                        # instead: the reward-hacking experiment (reward_hacking.py)
     python bench/bench.py --steps 100 --repeats 1 --skip-pipeline
 
 SFT compare: both sides train the same model on the same pre-tokenized data with the same batch; only the training
@@ -502,6 +504,15 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if "--algorithms" in argv:  # PPO vs GRPO vs RLOO: its own experiment, in bench/algorithms.py
+        import algorithms
+
+        return algorithms.main([a for a in argv if a != "--algorithms"])
+    if "--rewards" in argv:  # the three rewards against each other: its own experiment, in bench/reward_hacking.py
+        import reward_hacking
+
+        return reward_hacking.main([a for a in argv if a != "--rewards"])
     args = parse_args(argv)
     if args.readme:
         check_readme(args.readme)

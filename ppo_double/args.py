@@ -83,10 +83,17 @@ _VALUE_CHECKS = (
         f">= {MAX_ANSWER_TOKENS} (an answer is up to 5 numerals and E)",
     ),
     (
+        "max_completion_length",
+        lambda v: v is None or v >= MAX_ANSWER_TOKENS,
+        f">= {MAX_ANSWER_TOKENS} (an answer is up to 5 numerals and E)",
+    ),
+    (
         "max_length",
         lambda v: v is None or v >= MAX_SAMPLE_TOKENS,
         f">= {MAX_SAMPLE_TOKENS} (the longest sample, S__:9999x2=19998E), or null",
     ),
+    ("num_iterations", lambda v: v >= 1, ">= 1"),
+    ("beta", lambda v: v >= 0, ">= 0"),
     ("num_mini_batches", lambda v: v >= 1, ">= 1"),
     ("num_ppo_epochs", lambda v: v >= 1, ">= 1"),
     ("kl_coef", lambda v: v >= 0, ">= 0"),

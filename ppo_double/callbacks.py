@@ -1,8 +1,9 @@
-"""Judge the policy while PPO trains, and stop once a validation split holds the target."""
+"""Judge the policy while PPO, GRPO or RLOO trains, and stop once a validation split holds the target."""
 
 import logging
+import time
 
-from transformers import TrainerCallback
+from transformers import Trainer, TrainerCallback
 from transformers.trainer_callback import ProgressCallback
 
 from .evaluate import evaluate
@@ -11,19 +12,31 @@ from .task import PREFIXES, VALIDATION_NUMBERS, heldout_prompts
 logger = logging.getLogger(__name__)
 
 
-class StopTraining(Exception):
-    """Raised by JudgeCallback to end PPO early (see ppo_double.ppo.PPOTrainer.train for why an exception)."""
+def episodes(args, step: int) -> int:
+    """Completions sampled in `step` updates (an episode: one prompt and its sampled completion, PPO's word).
+
+    PPO samples one rollout batch per update (`batch_size`, set by PPOTrainer). GRPO and RLOO train each update on a
+    global batch of completions and sample a new one every `num_iterations` updates.
+    """
+    if hasattr(args, "num_iterations"):  # GRPOConfig, RLOOConfig
+        global_batch = args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
+        return step * global_batch // args.num_iterations
+    return step * args.batch_size
 
 
 class JudgeCallback(TrainerCallback):
     """Every `every` updates: greedy and sampled (T=1) answers on held-out prefixed prompts, scored by the judge.
 
-    Logs `eval/exact_match` (greedy; overall and per prefix), `eval/sampled_exact_match` (overall and per prefix)
-    and `eval/correct` (greedy share of correct doubles in any system) next to TRL's own metrics, through
-    `trainer.log`, so they reach the console, `log_history` and every tracker. With `target`, training stops once
+    Logs `eval/exact_match` (greedy; overall and per prefix), `eval/sampled_exact_match` (overall and per prefix),
+    `eval/correct` (greedy share of correct doubles in any system; overall and per prefix) and
+    `eval/sampled_correct` next to TRL's own metrics, through the Trainer's `log`, so they reach the console,
+    `log_history` and every tracker. With `target`, training stops once
     greedy exact match is >= target and sampled exact match >= `sampled_target`, for every prefix, on `patience`
-    evaluations in a row. The prompts come from VALIDATION_NUMBERS: the test numbers stay untouched by any training
-    decision.
+    evaluations in a row: the callback sets `control.should_training_stop`, which GRPOTrainer and RLOOTrainer honour
+    (and ppo_double.ppo.PPOTrainer, for TRL's PPO loop that does not). The prompts come from VALIDATION_NUMBERS: the
+    test numbers stay untouched by any training decision. `history` keeps every judgement with its update (`step`),
+    `episode` and `seconds` since training began in this process. One callback for PPOTrainer (whose model wraps
+    `policy` and value model), GRPOTrainer and RLOOTrainer (whose model is the policy).
     """
 
     def __init__(
@@ -45,19 +58,25 @@ class JudgeCallback(TrainerCallback):
         self.seed = seed
         self.streak = 0
         self.history = []
+        self.started = time.perf_counter()
 
-    def judge(self, state) -> dict:
-        policy = self.trainer.accelerator.unwrap_model(self.trainer.model).policy
+    def judge(self, args, state) -> dict:
+        model = self.trainer.accelerator.unwrap_model(self.trainer.model)
+        policy = getattr(model, "policy", model)
         was_training = policy.training
         results = evaluate(policy, self.trainer.processing_class, self.prompts, seed=self.seed)
         policy.train(was_training)
         greedy, sampled = results["greedy"], results["sampled"]
         logs = {"eval/exact_match": greedy["all"]["exact_match"], "eval/correct": greedy["all"]["correct"]}
         logs["eval/sampled_exact_match"] = sampled["all"]["exact_match"]
+        logs["eval/sampled_correct"] = sampled["all"]["correct"]
         for prefix in PREFIXES:
             logs[f"eval/exact_match/{prefix}"] = greedy[prefix]["exact_match"]
             logs[f"eval/sampled_exact_match/{prefix}"] = sampled[prefix]["exact_match"]
-        self.history.append({"episode": state.episode, "step": state.global_step, **logs})
+            logs[f"eval/correct/{prefix}"] = greedy[prefix]["correct"]
+        seconds = time.perf_counter() - self.started  # since this process began training, judging included
+        self.history.append({"episode": episodes(args, state.global_step), "step": state.global_step, **logs})
+        self.history[-1]["seconds"] = seconds
         return logs
 
     def reached_target(self, logs: dict) -> bool:
@@ -69,11 +88,11 @@ class JudgeCallback(TrainerCallback):
 
     def on_train_begin(self, args, state, control, **kwargs):
         # A resumed run: the judgements so far are in the restored log history; replay them for history and streak.
-        self.history, self.streak = [], 0
+        self.history, self.streak, self.started = [], 0, time.perf_counter()
         for entry in state.log_history:
             if "eval/exact_match" in entry:
                 logs = {k: v for k, v in entry.items() if k.startswith("eval/")}
-                self.history.append({"episode": entry["step"] * args.batch_size, "step": entry["step"], **logs})
+                self.history.append({"episode": episodes(args, entry["step"]), "step": entry["step"], **logs})
                 self.streak = self.streak + 1 if self.target is not None and self.reached_target(logs) else 0
 
     def on_step_end(self, args, state, control, **kwargs):
@@ -81,8 +100,12 @@ class JudgeCallback(TrainerCallback):
         # same stop decision without a collective.
         if state.global_step % self.every != 0:
             return
-        logs = self.judge(state)
-        self.trainer.log(logs)
+        logs = self.judge(args, state)
+        # Trainer.log, not GRPO's and RLOO's override of it: theirs would flush the metrics they average between two
+        # logging steps into this entry. Its on_log clears `should_log`: the update's own log entry must still follow.
+        should_log = control.should_log
+        Trainer.log(self.trainer, logs)
+        control.should_log = should_log
         if self.target is None:
             return
         self.streak = self.streak + 1 if self.reached_target(logs) else 0
@@ -93,22 +116,25 @@ class JudgeCallback(TrainerCallback):
                 100 * self.target,
                 100 * self.sampled_target,
                 self.patience,
-                state.episode,
+                episodes(args, state.global_step),
             )
-            raise StopTraining
+            control.should_training_stop = True
 
 
 class CompactProgressCallback(ProgressCallback):
     """The progress bar, with one short line per log instead of TRL's ~20-metric dict per update.
 
-    Only what tells whether PPO works goes to the console, every `logging_steps` updates: episode, reward, KL, and the
-    judge's exact match whenever it runs. Every metric still reaches `log_history` (trainer_state.json, `make plots`)
-    and any `report_to` tracker.
+    Only what tells whether the run works goes to the console, every `logging_steps` updates: episodes, reward, KL
+    (PPO's names, then GRPO's and RLOO's), and the judge's exact match whenever it runs. Every metric still reaches
+    `log_history` (trainer_state.json, `make plots`) and any `report_to` tracker.
     """
 
     KEYS = {
         "objective/scores": "reward",
+        "judge/rollout_exact_match": "exact(rollouts)",
+        "reward": "reward",
         "objective/kl": "kl",
+        "kl": "kl",
         "eval/exact_match": "exact(greedy)",
         "eval/sampled_exact_match": "exact(sampled)",
         "eval/correct": "correct",
@@ -123,4 +149,4 @@ class CompactProgressCallback(ProgressCallback):
             return
         shown = [f"{name} {logs[key]:.3f}" for key, name in self.KEYS.items() if key in logs]
         if shown:
-            self.training_bar.write(f"episode {state.episode}: " + ", ".join(shown))
+            self.training_bar.write(f"episode {episodes(args, state.global_step)}: " + ", ".join(shown))

@@ -27,11 +27,19 @@ def sft_dataset(tokenizer, n: int, seed: int) -> Dataset:
     return Dataset.from_dict(rows)
 
 
+def prompts(numbers=TRAIN_NUMBERS, labels=(0, 1, 2)) -> list[str]:
+    """The RL stages' prompts: every number once per requested label, e.g. `S大写:3164x2=`."""
+    return [make_prompt(q, label) for label in labels for q in numbers]
+
+
 def prompt_dataset(tokenizer, numbers=TRAIN_NUMBERS, labels=(0, 1, 2)) -> Dataset:
-    """PPO prompts: every number once per requested label, e.g. `S大写:3164x2=`, as `input_ids`."""
-    return Dataset.from_dict(
-        {"input_ids": [_ids(tokenizer, make_prompt(q, label)) for label in labels for q in numbers]}
-    )
+    """PPO's prompts as `input_ids` (PPOTrainer takes them tokenized)."""
+    return Dataset.from_dict({"input_ids": [_ids(tokenizer, p) for p in prompts(numbers, labels)]})
+
+
+def prompt_text_dataset(numbers=TRAIN_NUMBERS, labels=(0, 1, 2)) -> Dataset:
+    """GRPO's and RLOO's prompts as text, column `prompt` (the trainers tokenize them)."""
+    return Dataset.from_dict({"prompt": prompts(numbers, labels)})
 
 
 def classifier_dataset(tokenizer, n: int, seed: int, invalid_fraction: float, numbers=TRAIN_NUMBERS) -> Dataset:

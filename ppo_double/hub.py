@@ -18,6 +18,8 @@ from pathlib import Path
 
 from huggingface_hub import ModelCard, ModelCardData
 
+from .callbacks import episodes
+
 STAGES = {
     "sft": {
         "title": "SFT policy",
@@ -33,8 +35,10 @@ STAGES = {
         "title": "reward classifier",
         "what": (
             "a tiny BERT that tells which numeral system an answer `S__:3320x2=6640E` uses — digits, lower or upper "
-            "— or that it is no valid answer (wrong double, mixed systems, wrong length, no `E`: class `invalid`). "
-            "The PPO stage turns it into a reward: the probability of the system the prompt asks for."
+            "— or, with this project's 4th class (`make reward`), that it is no valid answer (wrong double, mixed "
+            "systems, wrong length, no `E`: class `invalid`); the tutorial's 3-class version (`make reward-tutorial`) "
+            "has no such class. The PPO stage turns it into a reward: the probability of the system the prompt asks "
+            "for."
         ),
         "pipeline_tag": "text-classification",
         "auto_class": "AutoModelForSequenceClassification",
@@ -51,14 +55,37 @@ STAGES = {
         "auto_class": "AutoModelForCausalLM",
         "tags": ["trl", "ppo", "rlhf", "gpt2"],
     },
+    "grpo": {
+        "title": "GRPO policy",
+        "what": (
+            "the SFT policy after GRPO (TRL's `GRPOTrainer`) against the reward classifier: it answers in the numeral "
+            "system the prompt's prefix names — `数字` digits, `小写` chinese lower, `大写` chinese upper — without "
+            "losing its arithmetic."
+        ),
+        "pipeline_tag": "text-generation",
+        "auto_class": "AutoModelForCausalLM",
+        "tags": ["trl", "grpo", "rlhf", "gpt2"],
+    },
+    "rloo": {
+        "title": "RLOO policy",
+        "what": (
+            "the SFT policy after RLOO (TRL's `RLOOTrainer`) against the reward classifier: it answers in the numeral "
+            "system the prompt's prefix names — `数字` digits, `小写` chinese lower, `大写` chinese upper — without "
+            "losing its arithmetic."
+        ),
+        "pipeline_tag": "text-generation",
+        "auto_class": "AutoModelForCausalLM",
+        "tags": ["trl", "rloo", "rlhf", "gpt2"],
+    },
 }
+RL_STAGES = ("ppo", "grpo", "rloo")  # a policy trained against the reward, from the SFT checkpoint
 
 # Which settings the card lists, per stage, looked up by name on the model config, the script arguments and the
 # trainer arguments (in that order); settings a run does not have are left out.
 MODEL_KEYS = {
     "sft": ("n_layer", "n_head", "n_embd", "n_positions", "vocab_size"),
     "reward": ("num_hidden_layers", "num_attention_heads", "hidden_size", "intermediate_size", "vocab_size"),
-    "ppo": ("n_layer", "n_head", "n_embd", "n_positions", "vocab_size"),
+    **dict.fromkeys(RL_STAGES, ("n_layer", "n_head", "n_embd", "n_positions", "vocab_size")),
 }
 # The optimisation settings SFT and reward share, in the card's order.
 _OPTIMIZATION_KEYS = (
@@ -89,6 +116,7 @@ TRAINING_KEYS = {
     ),
     "ppo": (
         "sft_model_path",
+        "reward",
         "reward_model_path",
         "total_episodes",
         "per_device_train_batch_size",
@@ -108,6 +136,36 @@ TRAINING_KEYS = {
         "target_exact_match",
         "target_sampled_exact_match",
         "seed",
+    ),
+    **dict.fromkeys(
+        ("grpo", "rloo"),
+        (
+            "sft_model_path",
+            "reward",
+            "reward_model_path",
+            "max_steps",
+            "per_device_train_batch_size",
+            "gradient_accumulation_steps",
+            "num_generations",
+            "learning_rate",
+            "lr_scheduler_type",
+            "beta",
+            "num_iterations",
+            "loss_type",  # GRPO
+            "scale_rewards",  # GRPO
+            "normalize_advantages",  # RLOO
+            "max_completion_length",
+            "temperature",
+            "missing_eos_penalty",
+            "disable_dropout",
+            "use_peft",
+            "lora_r",
+            "lora_alpha",
+            "lora_target_modules",
+            "target_exact_match",
+            "target_sampled_exact_match",
+            "seed",
+        ),
     ),
 }
 LORA_KEYS = ("lora_r", "lora_alpha", "lora_target_modules")
@@ -154,8 +212,8 @@ def config_summary(stage: str, trainer, *arg_objects) -> dict:
     if per_device is not None:
         summary["global_batch"] = per_device * trainer.args.gradient_accumulation_steps * processes
     summary["steps_run"] = trainer.state.global_step
-    if stage == "ppo" and getattr(trainer.state, "episode", None) is not None:
-        summary["episodes_run"] = trainer.state.episode  # fewer than total_episodes after an early stop
+    if stage in RL_STAGES:
+        summary["episodes_run"] = episodes(trainer.args, trainer.state.global_step)  # fewer after an early stop
     return summary
 
 
@@ -215,7 +273,7 @@ def results_markdown(stage: str, results: dict) -> str:
 
 def _usage(stage: str, repo_id: str) -> str:
     auto_class = STAGES[stage]["auto_class"]
-    if stage == "ppo":
+    if stage in RL_STAGES:
         prompt, answer = "S大写:3164x2=", "陆叁贰捌E"
     else:
         prompt, answer = "S__:3164x2=", "6328E, in some numeral system"
@@ -277,7 +335,7 @@ Stage **{stage}** of ppo_double, a small end-to-end PPO recipe built on [TRL](ht
 
 A sample is `S` + prefix + `:` + number + `x2=` + answer + `E`, e.g. `S大写:3164x2=陆叁贰捌E` (`S` begins, `E` ends,
 `P` pads). Stages: **sft** (the policy learns to double) → **reward** (a classifier learns the numeral systems) →
-**ppo** (the policy learns to follow the prefix).
+**ppo**, or **grpo** or **rloo** instead (the policy learns to follow the prefix).
 
 ## Evaluation
 
@@ -310,8 +368,8 @@ def write_model_card(output_dir, stage: str, config_summary: dict, results: dict
 
 
 def _base_model(stage: str, sources) -> str | None:
-    """PPO's SFT checkpoint when it is a Hub id (a local folder is no valid `base_model`), as TRL's cards do."""
-    if stage != "ppo":
+    """The RL stage's SFT checkpoint if it is a Hub id (a local folder is no valid `base_model`), as TRL's cards do."""
+    if stage not in RL_STAGES:
         return None
     path = next((s.sft_model_path for s in sources if getattr(s, "sft_model_path", None)), None)
     return path if path and not os.path.isdir(path) and path.count("/") == 1 else None

@@ -17,7 +17,7 @@ from .task import SYSTEMS
 from .tokenizer import VOCAB, CharTokenizer
 
 BOS_ID, EOS_ID, PAD_ID = VOCAB.index("S"), VOCAB.index("E"), VOCAB.index("P")
-CLASSIFIER_LABELS = (*SYSTEMS, "invalid")  # the reward classifier's 4 classes; see ppo_double/reward.py
+CLASSIFIER_LABELS = (*SYSTEMS, "invalid")  # the reward classifier's 4 classes (the tutorial's: SYSTEMS); see reward.py
 
 
 def _special_ids() -> dict:
@@ -65,10 +65,12 @@ def build_classifier(
     num_attention_heads: int = 4,
     intermediate_size: int = 64,
     encoder_dropout: float = 0.1,
+    labels: tuple[str, ...] = CLASSIFIER_LABELS,
 ) -> BertForSequenceClassification:
     """The tutorial's reward BERT: dropout 0.1 then a linear head on the pooled output, one logit per class.
 
-    `encoder_dropout` is BERT's dropout inside the encoder (the tutorial kept BertConfig's 0.1).
+    `encoder_dropout` is BERT's dropout inside the encoder (the tutorial kept BertConfig's 0.1). `labels`: this
+    project's four classes, or the tutorial's three numeral systems (SYSTEMS).
     """
     config = BertConfig(
         hidden_dropout_prob=encoder_dropout,
@@ -80,9 +82,9 @@ def build_classifier(
         intermediate_size=intermediate_size,
         max_position_embeddings=128,
         classifier_dropout=0.1,
-        num_labels=len(CLASSIFIER_LABELS),
-        id2label=dict(enumerate(CLASSIFIER_LABELS)),
-        label2id={name: i for i, name in enumerate(CLASSIFIER_LABELS)},
+        num_labels=len(labels),
+        id2label=dict(enumerate(labels)),
+        label2id={name: i for i, name in enumerate(labels)},
         **_special_ids(),
     )
     return BertForSequenceClassification(config)

@@ -1,4 +1,5 @@
-"""Everything PPO needs around TRL's PPOTrainer: the four models, early stopping, and resuming from a checkpoint."""
+"""Everything PPO needs around TRL's PPOTrainer: the four models, early stopping, resuming from a checkpoint, and the
+judge's verdict on the training rollouts."""
 
 import logging
 import os
@@ -11,25 +12,27 @@ from transformers import AutoModelForCausalLM, TrainerCallback
 from trl.experimental.ppo import PPOConfig
 from trl.experimental.ppo import PPOTrainer as TRLPPOTrainer
 
-from .callbacks import StopTraining
 from .checkpoints import TRAINER_STATE, WEIGHTS, check_checkpoint
 from .errors import UsageError
 from .modeling import build_value_model
-from .reward import NumeralReward
+from .reward import NumeralReward, load_scorer
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["PPOConfig", "PPOTrainer", "build_ppo_models"]  # recipes take TRL's experimental PPO through this module
 
 
-def build_ppo_models(sft_model_path: str, reward_model_path: str, use_peft: bool = False) -> dict:
+def build_ppo_models(
+    sft_model_path: str, reward_model_path: str | None, reward: str = "classifier", use_peft: bool = False
+) -> dict:
     """policy, ref_model, value_model and reward_model, as PPOTrainer takes them.
 
     The value model is GPT2ForSequenceClassification on the SFT transformer (its scalar head starts fresh); the
-    reference is a frozen second copy of the SFT policy, or None with LoRA (TRL then disables the adapters).
+    reference is a frozen second copy of the SFT policy, or None with LoRA (TRL then disables the adapters). The
+    reward model adapts the scorer of `reward` (`classifier`, from `reward_model_path`, or `rule`; ppo_double.reward).
     """
     check_checkpoint(sft_model_path, "policy")
-    reward_model = NumeralReward.from_pretrained(reward_model_path)  # checks its folder too
+    reward_model = NumeralReward(load_scorer(reward, reward_model_path))  # checks the classifier's folder too
     policy = AutoModelForCausalLM.from_pretrained(sft_model_path, use_safetensors=True)
     return {
         "model": policy,
@@ -43,11 +46,16 @@ VALUE_MODEL = "value_model"  # subfolder of a PPO checkpoint
 
 
 class PPOTrainer(TRLPPOTrainer):
-    """TRL's PPOTrainer, stoppable by a callback, able to save from a multi-process run, and resumable.
+    """TRL's PPOTrainer, stoppable by a callback, able to save from a multi-process run, resumable, and judging the
+    rollouts it trains on.
 
-    TRL's update loop never reads `control.should_training_stop`, so JudgeCallback raises StopTraining from
-    `on_step_end` (after the update's optimizer steps and logging) and we finish the run here the way TRL's loop
-    would have: `on_train_end`.
+    Every update's metrics get `judge/rollout_exact_match`, the rule-based judge's exact-match share of the rollouts
+    the reward model scored in that update, next to TRL's `objective/scores` (their mean reward): the gap between the
+    two is what the reward pays for that the judge does not (README, "Reward hacking, measured").
+
+    TRL's update loop never reads `control.should_training_stop`, so a last callback turns a stop asked for in
+    `on_step_end` (by JudgeCallback, after the update's optimizer steps and logging) into an exception, and we finish
+    the run here the way TRL's loop would have: `on_train_end`.
 
     TRL 1.12's PPOTrainer cannot resume (huggingface/trl#2657): its checkpoints hold the policy, optimizer, scheduler,
     RNG states and trainer state (episode counter included) but not the value model, and `train()` always starts at
@@ -117,6 +125,13 @@ class PPOTrainer(TRLPPOTrainer):
         finally:
             self.model = wrapped
 
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "objective/scores" in logs:  # one update's metrics, logged by TRL's loop on every process
+            exact = self.accelerator.unwrap_model(self.reward_model).pop_rollout_exact_match()
+            exact = torch.tensor(exact, device=self.accelerator.device)
+            logs["judge/rollout_exact_match"] = self.accelerator.gather_for_metrics(exact).mean().item()
+        super().log(logs, start_time)
+
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False):
         with self._unwrapped_model():  # TRL's save_model saves `self.model.policy`
             super().save_model(output_dir, _internal_call)
@@ -133,11 +148,13 @@ class PPOTrainer(TRLPPOTrainer):
         total = self.args.num_total_batches
         if resume_from_checkpoint:
             self._restore(resume_from_checkpoint)
+        self.add_callback(_StopWhenAsked)  # last: it sees what every other callback decided
         try:
             super().train()
-        except StopTraining:
+        except _StopTraining:
             self.control = self.callback_handler.on_train_end(self.args, self.state, self.control)
         finally:
+            self.remove_callback(_StopWhenAsked)
             self.args.num_total_batches = total
 
     def _restore(self, checkpoint: str) -> None:
@@ -163,6 +180,16 @@ class PPOTrainer(TRLPPOTrainer):
         # The data order is drawn when TRL's loop first iterates the dataloader, from the RNG state every run has
         # there (same seed): skip the batches already trained on, then continue from the checkpoint's RNG states.
         self.dataloader = _SkipBatches(self.dataloader, saved.global_step, lambda: self._load_rng_state(checkpoint))
+
+
+class _StopTraining(Exception):
+    pass
+
+
+class _StopWhenAsked(TrainerCallback):
+    def on_step_end(self, args, state, control, **kwargs):
+        if control.should_training_stop and state.global_step < state.max_steps:  # TRL's loop ends the last update
+            raise _StopTraining
 
 
 class _RestoreState(TrainerCallback):

@@ -10,8 +10,11 @@ transformers' Trainer, on one shared encoder:
 
     python recipes/reward.py                    # defaults from recipes/configs/reward.yaml
     python recipes/reward.py --max_steps 500    # any field overrides the YAML
+    python recipes/reward.py --config recipes/configs/reward_tutorial.yaml   # the tutorial's classifier (below)
 
-PPO then calls it through ppo_double.reward.NumeralReward (probability of the requested system).
+With `invalid_fraction: 0` there is no invalid class: the classifier has the tutorial's three classes (the numeral
+systems), and with `repair_steps: 0`, `detect_steps: 0` phase 3 alone is the tutorial's reward training
+(`make reward-tutorial`). PPO calls either through ppo_double.reward (probability of the requested system).
 """
 
 import dataclasses
@@ -27,8 +30,8 @@ from ppo_double.data import AnswerCorruptionCollator, answer_dataset, classifier
 from ppo_double.errors import run as run_main
 from ppo_double.evaluate import classifier_accuracy, format_accuracy
 from ppo_double.hub import save_and_push
-from ppo_double.modeling import build_classifier, encoder_heads, load_tokenizer
-from ppo_double.task import TEST_NUMBERS
+from ppo_double.modeling import CLASSIFIER_LABELS, build_classifier, encoder_heads, load_tokenizer
+from ppo_double.task import SYSTEMS, TEST_NUMBERS
 
 
 @dataclass
@@ -53,14 +56,16 @@ def main(argv=None):
     run = start_run(training_args)  # checkpoints go to <output_dir>-checkpoints; a rerun resumes from the latest
     set_seed(training_args.seed)
 
-    # Model: the tutorial's BERT classifier, with a 4th class.
+    # Model: the tutorial's BERT classifier, with a 4th class when there are invalid answers to learn.
     tokenizer = load_tokenizer()
+    has_invalid = script_args.invalid_fraction > 0
     model = build_classifier(
         script_args.hidden_size,
         script_args.num_hidden_layers,
         script_args.num_attention_heads,
         script_args.intermediate_size,
         script_args.encoder_dropout,
+        labels=CLASSIFIER_LABELS if has_invalid else SYSTEMS,
     )
     batch = training_args.per_device_train_batch_size
 
@@ -101,11 +106,13 @@ def main(argv=None):
     )
     trainer.train(resume_from_checkpoint=run.resume_from())
 
-    # The final folder: accuracy per class on held-out numbers (clean answers in each system, and corrupted ones),
-    # the classifier, and with --push_to_hub a model card. It appears at output_dir only once complete.
+    # The final folder: accuracy per class on held-out numbers (clean answers in each system, and corrupted ones when
+    # the classifier has the invalid class), the classifier, and with --push_to_hub a model card. It appears at
+    # output_dir only once complete.
     with final_folder(trainer, run):
         if trainer.accelerator.is_main_process:
-            held_out = classifier_dataset(tokenizer, 6000, seed=0, invalid_fraction=0.5, numbers=TEST_NUMBERS)
+            invalid = 0.5 if has_invalid else 0.0
+            held_out = classifier_dataset(tokenizer, 6000, seed=0, invalid_fraction=invalid, numbers=TEST_NUMBERS)
             results = classifier_accuracy(trainer.model, held_out)
             print(format_accuracy(results))
             trainer.save_metrics("eval", {f"accuracy/{k}": v for k, v in results.items()})

@@ -6,6 +6,7 @@ Recipes run in-process through `ppo_double.errors.run`, exactly what their `__ma
 """
 
 import hashlib
+import json
 import shutil
 import subprocess
 import sys
@@ -57,6 +58,14 @@ def bad_yaml(ws) -> None:
     (ws / "bad.yaml").write_text("max_steps: 5\nlearning_rate: [1.0e-3\n")  # an unclosed list
 
 
+def relabel(folder: Path, labels: list[str]) -> None:
+    """Give the classifier in `folder` another set of labels (its config only: the labels are checked first)."""
+    config = json.loads((folder / "config.json").read_text())
+    config["id2label"] = dict(enumerate(labels))
+    config["label2id"] = {label: i for i, label in enumerate(labels)}
+    (folder / "config.json").write_text(json.dumps(config))
+
+
 def truncate(path: Path) -> None:
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
@@ -70,6 +79,10 @@ RECIPE_ROWS = [
      str(ws / "reward")), None, "holds the reward classifier (BERT), not a policy (GPT-2)"),
     ("policy checkpoint where the reward is expected", "ppo", lambda ws: ppo_args(ws, "--reward_model_path",
      str(ws / "sft")), None, "holds a policy (GPT-2), not the reward classifier (BERT)"),
+    ("classifier with another set of labels", "ppo", ppo_args, lambda ws: relabel(ws / "reward", ["a", "b"]),
+     "holds a BERT classifier with 2 labels (a, b), not a reward classifier"),
+    ("unknown reward", "ppo", lambda ws: ppo_args(ws, "--reward", "judge"), None,
+     "argument --reward: invalid choice: 'judge'"),
     ("truncated model.safetensors", "ppo", ppo_args, lambda ws: truncate(ws / "sft" / "model.safetensors"),
      "{ws}/sft/model.safetensors is truncated or corrupted"),
     ("garbage model.safetensors", "ppo", ppo_args,

@@ -52,6 +52,20 @@ def test_ppo_with_two_processes(tiny_sft, tiny_reward, tmp_path):
     assert [(r["global_step"], r["episode"]) for r in ranks] == [(2, 64), (2, 64)]
 
 
+@pytest.mark.slow
+def test_grpo_with_two_processes(tiny_sft, tiny_reward, tmp_path):
+    from test_online import tiny_group_args
+
+    out = tmp_path / "out"
+    args = [*tiny_group_args(tiny_sft, tiny_reward, out), "--max_steps", "2", "--per_device_train_batch_size", "8"]
+    ranks = run_two_ranks("grpo", args, tmp_path)
+    assert_cooperated(ranks, out)
+    assert [r["global_step"] for r in ranks] == [2, 2]
+    # each update: 8 completions per process, 16 in all (4 prompts x num_generations 4; a group may span processes)
+    history = json.loads((out / "eval_results.json").read_text())["judged_during_training"]
+    assert [(h["step"], h["episode"]) for h in history] == [(2, 32)]
+
+
 def test_unconnected_processes_are_refused(tmp_path):
     # Processes without a process group: `accelerate launch --multi_gpu` on a machine without GPUs, when the run does
     # not use accelerate's CPU backend (the recipes default to it without a GPU; `--use_cpu false` turns it off).

@@ -1,5 +1,6 @@
 import json
 
+import huggingface_hub
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -190,15 +191,50 @@ def test_console_shows_a_short_line_every_logging_steps_and_every_judgement():
     lines = []
     callback = CompactProgressCallback()
     callback.training_bar = SimpleNamespace(write=lines.append)
-    args = SimpleNamespace(logging_steps=8)
+    args = SimpleNamespace(logging_steps=8, batch_size=64)  # PPO: 64 episodes per update
     trl_metrics = {"objective/scores": 0.5, "objective/kl": 0.25, "loss/policy_avg": 0.1, "eps": 54}
     for step in range(1, 17):
-        state = SimpleNamespace(is_world_process_zero=True, global_step=step, episode=64 * step)
+        state = SimpleNamespace(is_world_process_zero=True, global_step=step)
         callback.on_log(args, state, None, logs=dict(trl_metrics))
-    state = SimpleNamespace(is_world_process_zero=True, global_step=3, episode=192)
+    state = SimpleNamespace(is_world_process_zero=True, global_step=3)
     callback.on_log(args, state, None, logs={"eval/exact_match": 1.0, "eval/sampled_exact_match": 0.98})
     assert lines == [
         "episode 512: reward 0.500, kl 0.250",
         "episode 1024: reward 0.500, kl 0.250",
         "episode 192: exact(greedy) 1.000, exact(sampled) 0.980",
     ]
+
+
+def test_rule_reward_run_is_judged_resumable_and_pushable(tiny_sft, tmp_path):
+    """`--reward rule`: no classifier; TRL's missing-EOS penalty applies; judged, resumed and pushed like any run."""
+    from test_hub import FakeHub
+
+    from ppo_double.modeling import EOS_ID
+    from ppo_double.reward import NumeralReward
+
+    out, hub, no_eos = tmp_path / "ppo", FakeHub(tmp_path / "hub"), []
+    backbone = NumeralReward.backbone
+
+    def recording_backbone(self, input_ids, attention_mask=None, **kwargs):  # one call per update at this batch size
+        no_eos.append(1 - (input_ids == EOS_ID).any(1).float().mean().item())
+        return backbone(self, input_ids, attention_mask, **kwargs)
+
+    args = [*TINY_PPO, "--reward", "rule", "--sft_model_path", str(tiny_sft), "--output_dir", str(out)]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(NumeralReward, "backbone", recording_backbone)
+        mp.setattr(huggingface_hub.HfApi, "create_repo", lambda api, *a, **k: hub.create_repo(api, *a, **k))
+        mp.setattr(huggingface_hub.HfApi, "upload_folder", lambda api, *a, **k: hub.upload_folder(api, *a, **k))
+        ppo = load_recipe("ppo")
+        ppo.main([*args, "--save_steps", "2"])  # 4 updates, checkpoints every 2
+        trainer = ppo.main([*args, "--total_episodes", "128", "--push_to_hub", "true", "--hub_model_id", "me/rule"])
+    updates = [entry for entry in trainer.state.log_history if "objective/scores" in entry]
+    assert [entry["step"] for entry in updates] == list(range(1, 9))  # the second run resumed at update 5
+    assert len(no_eos) == 8
+    for entry, share in zip(updates, no_eos):  # reward = the judge's exact match - penalty x share without EOS
+        assert entry["objective/scores"] == pytest.approx(entry["judge/rollout_exact_match"] - 1.0 * share)
+    results = json.loads((out / "eval_results.json").read_text())
+    assert [h["step"] for h in results["judged_during_training"]] == [2, 4, 6, 8]
+    (upload,) = hub.uploads
+    assert {"model.safetensors", "eval_results.json", "README.md"} <= upload["files"]
+    card = (upload["folder"] / "README.md").read_text()
+    assert "| `reward` | `rule` |" in card and "| `reward_model_path` | `None` |" in card

@@ -1,0 +1,279 @@
+"""PPO, GRPO or RLOO? Each from the same SFT and reward checkpoints, with the same stop rule, per seed; and the
+sweep behind GRPO's and RLOO's defaults.
+
+    make bench ARGS="--algorithms"                                  # ppo, grpo, rloo x seeds 42 43 44
+    python bench/algorithms.py --seeds 42 --algorithms grpo rloo    # a subset
+    python bench/algorithms.py --sweep --seeds 42                   # the settings tried for GRPO's and RLOO's defaults
+
+Per seed, SFT and reward run once (bench.py's stage commands) into `<output_dir>/seed<S>/`, unless complete ones are
+already there; then each algorithm runs as its own process (`accelerate launch recipes/<algorithm>.py`) from them,
+with one stop rule for all: greedy >= 99.5 % and sampled (T=1) >= 98 % exact match for every prefix on the
+validation numbers, on two judgements in a row (every 8 updates of 64 completions). Per run, from the run's
+`eval_results.json` (test numbers; `judged_during_training` for the validation history): completions and seconds to
+the target, completions per second (training and judging), greedy and sampled exact match per prefix, the sampled
+share of correct doubles (any system), the lowest greedy share of correct doubles while training, and peak RSS.
+Writes `algorithms.md` / `algorithms.json` under `--output_dir`, and a figure (`--figure`). `--sweep` writes
+`sweep.md` / `sweep.json` instead (rows run before and not again, `--rows`, stay in them). Wall times measured on a
+busy machine are not comparable across runs: say so.
+"""
+
+import argparse
+import json
+import shlex
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import bench
+from ppo_double.checkpoints import load_policy
+from ppo_double.evaluate import evaluate
+from ppo_double.plots import plot_algorithms
+from ppo_double.task import PREFIXES, heldout_prompts
+
+ALGORITHMS = ("ppo", "grpo", "rloo")
+TARGET = {"target_exact_match": 0.995, "target_sampled_exact_match": 0.98, "target_patience": 2}
+# The settings tried for GRPO's and RLOO's defaults (the YAML's values unless named): (algorithm, label, extra args).
+SWEEP = (
+    ("grpo", "lr 3e-4, 8 per prompt, scale_rewards group", ["--scale_rewards", "group"]),
+    ("grpo", "lr 3e-4, 8 per prompt, scale_rewards none", ["--scale_rewards", "none"]),
+    ("grpo", "lr 3e-4, 16 per prompt, scale_rewards group", ["--scale_rewards", "group", "--num_generations", "16"]),
+    ("grpo", "lr 1e-4, 8 per prompt, scale_rewards group", ["--scale_rewards", "group", "--learning_rate", "1e-4"]),
+    ("rloo", "lr 3e-4, 8 per prompt", []),
+    ("rloo", "lr 1e-4, 8 per prompt", ["--learning_rate", "1e-4"]),
+)
+
+
+def pct(value) -> str:
+    return bench.MISSING if value is None else f"{100 * value:.1f}%"
+
+
+def prefix_cell(values: dict | None) -> str:
+    return bench.MISSING if values is None else " / ".join(pct(values[p]) for p in PREFIXES)
+
+
+# --- running --------------------------------------------------------------------------------------------------------
+
+
+def start_checkpoints(seed: int, seed_dir: Path) -> dict[str, Path]:
+    """The seed's SFT and reward folders, trained with bench.py's commands unless already complete."""
+    commands = bench.stage_commands(seed, seed_dir, {})
+    folders = {}
+    for stage in ("sft", "reward"):
+        folders[stage] = seed_dir / stage
+        if (folders[stage] / "model.safetensors").is_file():
+            continue
+        print(f"seed {seed}: {stage}: {shlex.join(commands[stage])}", flush=True)
+        result = bench.run_stage(commands[stage], seed_dir / f"{stage}.log")
+        if result["returncode"]:
+            raise SystemExit(f"seed {seed}: {stage} failed:\n{bench.log_tail(result['log'])}")
+    return folders
+
+
+def rl_command(algorithm: str, seed: int, start: dict[str, Path], out: Path, extra: list[str]) -> list[str]:
+    accelerate = str(Path(sys.executable).parent / "accelerate")
+    command = [accelerate, "launch", f"recipes/{algorithm}.py", "--seed", str(seed), "--output_dir", str(out)]
+    command += ["--sft_model_path", str(start["sft"]), "--reward_model_path", str(start["reward"])]
+    command += [item for key, value in TARGET.items() for item in (f"--{key}", str(value))]
+    return command + ["--resume_from_checkpoint", "false", *extra]
+
+
+def run_algorithm(algorithm: str, seed: int, start: dict[str, Path], out: Path, extra: list[str]) -> dict:
+    command = rl_command(algorithm, seed, start, out, extra)
+    print(f"seed {seed}: {algorithm}: {shlex.join(command)}", flush=True)
+    stage = bench.run_stage(command, out.parent / f"{out.name}.log")
+    print(f"seed {seed}: {algorithm}: exit {stage['returncode']}, {stage['wall_s']:.1f} s", flush=True)
+    if stage["returncode"]:
+        print(bench.log_tail(stage["log"]), flush=True)
+        return {"algorithm": algorithm, "seed": seed, "stage": stage, "failed": True}
+    results = json.loads((out / "eval_results.json").read_text(encoding="utf-8"))
+    return {"algorithm": algorithm, "seed": seed, "stage": stage, "failed": False, **outcome(results)}
+
+
+def outcome(results: dict) -> dict:
+    """What the table shows of one run, from its eval_results.json."""
+    history = results["judged_during_training"]
+    streak, at_target = 0, None
+    for entry in history:  # the judgement at which the stop rule first held
+        held = all(
+            entry[f"eval/exact_match/{p}"] >= TARGET["target_exact_match"]
+            and entry[f"eval/sampled_exact_match/{p}"] >= TARGET["target_sampled_exact_match"]
+            for p in PREFIXES
+        )
+        streak = streak + 1 if held else 0
+        if streak == TARGET["target_patience"]:
+            at_target = entry
+            break
+    last = history[-1] if history else None
+    return {
+        "completions_to_target": at_target and at_target["episode"],
+        "seconds_to_target": at_target and at_target["seconds"],
+        "completions": last and last["episode"],
+        "completions_per_s": last and last["episode"] / last["seconds"],
+        "greedy": {p: results["greedy"][p]["exact_match"] for p in PREFIXES},
+        "sampled": {p: results["sampled"][p]["exact_match"] for p in PREFIXES},
+        "sampled_correct": results["sampled"]["all"]["correct"],
+        "min_greedy_correct_in_training": min((h["eval/correct"] for h in history), default=None),
+        "history": history,
+    }
+
+
+def sft_baseline(sft: Path, seed: int) -> dict:
+    """The SFT policy on the same prefixed test prompts: the starting point's sampled share of correct doubles."""
+    model, tokenizer = load_policy(str(sft))
+    results = evaluate(model, tokenizer, heldout_prompts(prefixed=True), seed=seed)
+    return {"sampled_correct": results["sampled"]["all"]["correct"], "greedy": results["greedy"]["all"]["exact_match"]}
+
+
+# --- tables ---------------------------------------------------------------------------------------------------------
+
+HEADER = [
+    "completions to target",
+    "s to target",
+    "completions/s",
+    f"greedy exact {' / '.join(PREFIXES)}",
+    f"sampled exact {' / '.join(PREFIXES)}",
+    "sampled correct (SFT)",
+    "min greedy correct in training",
+    "stage wall s",
+    "peak RSS GiB",
+]
+
+
+def cells(run: dict, sft: dict) -> list[str]:
+    if run["failed"]:
+        return ["failed"] + [bench.MISSING] * (len(HEADER) - 1)
+    return [
+        bench.fmt(run["completions_to_target"], ".0f") if run["completions_to_target"] else "not reached",
+        bench.fmt(run["seconds_to_target"]),
+        bench.fmt(run["completions_per_s"], ".0f"),
+        prefix_cell(run["greedy"]),
+        prefix_cell(run["sampled"]),
+        f"{pct(run['sampled_correct'])} ({pct(sft['sampled_correct'])})",
+        pct(run["min_greedy_correct_in_training"]),
+        bench.fmt(run["stage"]["wall_s"]),
+        bench.fmt(run["stage"]["peak_rss_gib"], ".2f"),
+    ]
+
+
+def median_per_prefix(runs: list[dict], mode: str) -> dict | None:
+    return {p: statistics.median(r[mode][p] for r in runs) for p in PREFIXES} if runs else None
+
+
+def median_cells(runs: list[dict]) -> list[str]:
+    done = [r for r in runs if not r["failed"]]
+    reached = [r for r in done if r["completions_to_target"]]
+
+    def med(key, spec=".1f"):
+        return bench.fmt(bench.median(r[key] for r in reached), spec)
+
+    return [
+        f"{med('completions_to_target', '.0f')} ({len(reached)}/{len(runs)} reached)",
+        med("seconds_to_target"),
+        bench.fmt(bench.median(r["completions_per_s"] for r in done), ".0f"),
+        *(prefix_cell(median_per_prefix(done, mode)) for mode in ("greedy", "sampled")),
+        pct(bench.median(r["sampled_correct"] for r in done)),
+        pct(bench.median(r["min_greedy_correct_in_training"] for r in done)),
+        bench.fmt(bench.median(r["stage"]["wall_s"] for r in done)),
+        bench.fmt(bench.median(r["stage"]["peak_rss_gib"] for r in done), ".2f"),
+    ]
+
+
+def comparison_table(runs: list[dict], sft: dict[int, dict], host: dict, extra: dict) -> str:
+    extras = "; ".join(f"{name} `{shlex.join(args)}`" for name, args in extra.items() if args)
+    lines = [
+        "Same SFT and reward checkpoints per seed, each algorithm on its recipe defaults"
+        + (f" (extra args: {extras})" if extras else "")
+        + ", one stop rule: greedy ≥ 99.5 % and sampled ≥ 98 % exact match for every prefix on the validation numbers,"
+        " twice in a row. Exact match and correct shares on the held-out test numbers (prefixed prompts); "
+        "a completion = an episode. Seconds are training + judging, in the run's own process.",
+        "",
+        bench.row(["algorithm", "seed", *HEADER]),
+        bench.row(["---"] * (len(HEADER) + 2)),
+    ]
+    for algorithm in dict.fromkeys(r["algorithm"] for r in runs):
+        mine = [r for r in runs if r["algorithm"] == algorithm]
+        lines += [bench.row([algorithm, str(r["seed"]), *cells(r, sft[r["seed"]])]) for r in mine]
+        if len(mine) > 1:
+            lines.append(bench.row([f"**{algorithm}**", "median", *median_cells(mine)]))
+    lines += ["", machine_line(host)]
+    return "\n".join(lines)
+
+
+def sweep_table(runs: list[dict], sft: dict[int, dict], host: dict) -> str:
+    lines = [
+        "Settings tried for GRPO's and RLOO's defaults (`python bench/algorithms.py --sweep`): each row is the "
+        "recipe's YAML with the named change, from the same SFT and reward checkpoints, with the comparison's stop "
+        "rule (greedy ≥ 99.5 % and sampled ≥ 98 % exact match on the validation numbers, twice in a row; capped at "
+        "the YAML's max_steps). Exact match and correct shares on the held-out test numbers.",
+        "",
+        bench.row(["algorithm", "settings", "seed", *HEADER]),
+        bench.row(["---"] * (len(HEADER) + 3)),
+    ]
+    lines += [bench.row([r["algorithm"], r["label"], str(r["seed"]), *cells(r, sft[r["seed"]])]) for r in runs]
+    lines += ["", machine_line(host)]
+    return "\n".join(lines)
+
+
+def machine_line(host: dict) -> str:
+    return (
+        f"Machine: {host['cpu_count']} CPU cores (os.cpu_count()), torch {host['torch']} with {host['torch_threads']} "
+        f"threads, {host['platform']}; {host['date']}."
+    )
+
+
+# --- main -----------------------------------------------------------------------------------------------------------
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[42, 43, 44])
+    parser.add_argument("--algorithms", nargs="+", choices=ALGORITHMS, default=list(ALGORITHMS))
+    parser.add_argument("--sweep", action="store_true", help="run the SWEEP settings instead of the comparison")
+    parser.add_argument("--rows", nargs="+", type=int, help="--sweep: only these rows of SWEEP (0-based)")
+    parser.add_argument("--output_dir", default="outputs/bench")
+    parser.add_argument("--figure", default="outputs/bench/algorithms.png", help="the comparison's figure")
+    for algorithm in ALGORITHMS:
+        parser.add_argument(f"--{algorithm}-args", default="", help=f"extra arguments for recipes/{algorithm}.py")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    out = Path(args.output_dir).resolve()
+    host = {**bench.machine(), "date": time.strftime("%Y-%m-%d")}
+    extra = {a: shlex.split(getattr(args, f"{a}_args")) for a in ALGORITHMS}
+    plan = [(a, "", []) for a in args.algorithms] if not args.sweep else SWEEP
+    rows = range(len(plan)) if args.rows is None else args.rows
+    runs, sft = [], {}
+    for seed in args.seeds:
+        start = start_checkpoints(seed, out / f"seed{seed}")
+        sft[seed] = sft_baseline(start["sft"], seed)
+        for i in rows:
+            algorithm, label, changes = plan[i]
+            name = f"sweep{i}-{algorithm}" if args.sweep else algorithm
+            run = run_algorithm(algorithm, seed, start, out / f"seed{seed}" / name, [*changes, *extra[algorithm]])
+            runs.append({**run, "label": label})
+
+    name = "sweep" if args.sweep else "algorithms"
+    if args.sweep and (out / "sweep.json").exists():  # rows run before (--rows): keep those not run again now
+        before = json.loads((out / "sweep.json").read_text(encoding="utf-8"))
+        ran = {(r["label"], r["seed"]) for r in runs}
+        runs = [r for r in before["runs"] if (r["label"], r["seed"]) not in ran] + runs
+        sft = {**{int(seed): v for seed, v in before["sft"].items()}, **sft}
+        order = [label for _, label, _ in SWEEP]
+        runs.sort(key=lambda r: (order.index(r["label"]) if r["label"] in order else len(order), r["seed"]))
+    document = sweep_table(runs, sft, host) if args.sweep else comparison_table(runs, sft, host, extra)
+    print(document)
+    (out / f"{name}.md").write_text(document + "\n", encoding="utf-8")
+    raw = {"machine": host, "target": TARGET, "sft": sft, "runs": runs}
+    (out / f"{name}.json").write_text(json.dumps(raw, indent=2, ensure_ascii=False), encoding="utf-8")
+    if not args.sweep:
+        done = [r for r in runs if not r["failed"]]
+        histories = {a: [r["history"] for r in done if r["algorithm"] == a] for a in args.algorithms}
+        print(f"wrote {plot_algorithms(histories, Path(args.figure))}")
+    return 1 if any(r["failed"] for r in runs) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

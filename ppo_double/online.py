@@ -1,0 +1,118 @@
+"""What the three RL stages share — PPO, GRPO and RLOO: the judge and its stop rule, the console, the final folder;
+and the whole GRPO / RLOO stage, which differ only in TRL's trainer class.
+
+    recipes/ppo.py     PPOTrainer: policy, frozen reference, value model, and the reward model `NumeralReward`
+    recipes/grpo.py    train_group(GRPOTrainer, ...): the policy and the same classifier as a reward function
+    recipes/rloo.py    train_group(RLOOTrainer, ...)
+"""
+
+from dataclasses import dataclass, field
+
+from transformers import AutoModelForCausalLM, set_seed
+from transformers.trainer_callback import ProgressCallback
+from trl import get_peft_config
+
+from .args import fit_to_device
+from .callbacks import CompactProgressCallback, JudgeCallback
+from .checkpoints import check_checkpoint, final_folder, start_run
+from .data import prompt_text_dataset
+from .evaluate import evaluate, format_table, save_results
+from .hub import save_and_push
+from .modeling import load_tokenizer
+from .reward import RewardFunction, RewardKind, load_scorer
+from .task import heldout_prompts
+
+
+@dataclass
+class JudgeArguments:
+    """The reward, the judge during training, and the stop rule (PPO, GRPO, RLOO)."""
+
+    reward: RewardKind = field(
+        default="classifier",
+        metadata={"help": "classifier: p(requested system) from reward_model_path; rule: the judge's exact match"},
+    )
+    judge_every: int = field(default=8, metadata={"help": "judge held-out validation prompts every N updates"})
+    target_exact_match: float | None = field(
+        default=0.995, metadata={"help": "stop once every prefix reaches this validation exact match (null: never)"}
+    )
+    target_sampled_exact_match: float = field(
+        default=0.0, metadata={"help": "...and this sampled (T=1) validation exact match"}
+    )
+    target_patience: int = field(default=2, metadata={"help": "...on this many judged updates in a row"})
+
+
+@dataclass
+class GroupArguments(JudgeArguments):
+    """GRPO and RLOO: what PPOConfig has and GRPOConfig / RLOOConfig lack."""
+
+    sft_model_path: str = field(default="outputs/sft", metadata={"help": "the SFT policy to start from"})
+    reward_model_path: str = field(default="outputs/reward", metadata={"help": "the reward classifier"})
+    missing_eos_penalty: float | None = field(
+        default=1.0, metadata={"help": "subtracted from the reward of a completion without EOS (as PPO's)"}
+    )
+
+
+def add_judge(trainer, script_args: JudgeArguments, seed: int) -> JudgeCallback:
+    """JudgeCallback on the validation numbers, and the compact console instead of the per-log metrics dict."""
+    judge = JudgeCallback(
+        trainer,
+        every=script_args.judge_every,
+        target=script_args.target_exact_match,
+        sampled_target=script_args.target_sampled_exact_match,
+        patience=script_args.target_patience,
+        seed=seed,
+    )
+    trainer.add_callback(judge)
+    if not trainer.args.disable_tqdm:
+        trainer.remove_callback(ProgressCallback)
+        trainer.add_callback(CompactProgressCallback)
+    return judge
+
+
+def save_final(trainer, run, policy, judge: JudgeCallback, stage: str, *arg_objects) -> None:
+    """The final folder: the rule-based judge's numbers on the test numbers (with the judge's history during
+    training), the policy, and with --push_to_hub a model card. It appears at output_dir only once complete."""
+    with final_folder(trainer, run) as folder:
+        if trainer.accelerator.is_main_process:
+            results = evaluate(policy, trainer.processing_class, heldout_prompts(prefixed=True), seed=trainer.args.seed)
+            results["judged_during_training"] = judge.history
+            print(format_table({k: results[k] for k in ("greedy", "sampled")}))
+            save_results(results, f"{folder}/eval_results.json")
+        save_and_push(trainer, stage, *arg_objects)
+
+
+def train_group(trainer_class, stage: str, script_args: GroupArguments, config, model_args):
+    """The GRPO or RLOO stage: `trainer_class` is TRL's GRPOTrainer or RLOOTrainer, `config` its config."""
+    fit_to_device(config)
+    run = start_run(config)  # checkpoints go to <output_dir>-checkpoints; a rerun resumes from the latest
+    set_seed(config.seed)
+
+    # Models: the policy from SFT; the reward classifier (or the rule-based judge) as a reward function (the same
+    # score PPO's reward model gives, and PPO's missing-EOS penalty). GRPO and RLOO need no value model, and with
+    # beta 0 no reference.
+    check_checkpoint(script_args.sft_model_path, "policy")
+    tokenizer = load_tokenizer(script_args.sft_model_path)
+    if script_args.reward == "rule":
+        script_args.reward_model_path = None  # unused: the model card names no classifier
+    scorer = load_scorer(script_args.reward, script_args.reward_model_path)
+    reward = RewardFunction(scorer, tokenizer, missing_eos_penalty=script_args.missing_eos_penalty)
+    policy = AutoModelForCausalLM.from_pretrained(script_args.sft_model_path, use_safetensors=True)
+
+    # Data: prefixed prompts (`S大写:3164x2=`) over the three prefixes, training numbers only, as text.
+    trainer = trainer_class(
+        model=policy,
+        reward_funcs=reward,
+        args=config,
+        train_dataset=prompt_text_dataset(),
+        processing_class=tokenizer,
+        peft_config=get_peft_config(model_args),
+    )
+    reward.to(trainer.accelerator.device)
+    judge = add_judge(trainer, script_args, config.seed)
+    trainer.train(resume_from_checkpoint=run.resume_from())  # the Trainer's own resume
+
+    # The policy to save (LoRA: merged into the base weights, so it loads with AutoModelForCausalLM).
+    if model_args.use_peft:
+        trainer.model = trainer.accelerator.unwrap_model(trainer.model).merge_and_unload()
+    save_final(trainer, run, trainer.accelerator.unwrap_model(trainer.model), judge, stage, script_args, model_args)
+    return trainer

@@ -1,0 +1,79 @@
+"""bench/algorithms.py's pure parts: when a run met the stop rule, the comparison table, the figure."""
+
+import importlib.util
+import sys
+
+from conftest import ROOT
+from ppo_double.plots import plot_algorithms
+from ppo_double.task import PREFIXES
+
+sys.path.insert(0, str(ROOT / "bench"))  # algorithms.py imports bench.py as `bench`, as when run as a script
+spec = importlib.util.spec_from_file_location("algorithms_bench", ROOT / "bench" / "algorithms.py")
+algorithms = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(algorithms)
+
+
+def judgement(step: int, greedy: float, sampled: float, correct: float = 1.0) -> dict:
+    entry = {"step": step, "episode": 64 * step, "seconds": 2.0 * step, "eval/correct": correct}
+    entry |= {f"eval/exact_match/{p}": greedy for p in PREFIXES}
+    entry |= {f"eval/sampled_exact_match/{p}": sampled for p in PREFIXES}
+    entry |= {"eval/exact_match": greedy, "eval/sampled_exact_match": sampled}
+    return entry
+
+
+def results(history: list[dict]) -> dict:
+    rows = {p: {"exact_match": 1.0, "correct": 1.0} for p in PREFIXES}
+    return {
+        "greedy": {**rows, "all": {"correct": 1.0}},
+        "sampled": {**rows, "all": {"correct": 0.99}},
+        "judged_during_training": history,
+    }
+
+
+HISTORY = [
+    judgement(8, 0.9, 0.5, correct=0.97),
+    judgement(16, 1.0, 0.99),  # held once
+    judgement(24, 0.99, 0.99),  # greedy below 99.5 %: the streak restarts
+    judgement(32, 1.0, 0.98),
+    judgement(40, 1.0, 0.985),  # held twice in a row: the target
+]
+
+
+def test_outcome_finds_the_judgement_where_the_stop_rule_held():
+    outcome = algorithms.outcome(results(HISTORY))
+    assert outcome["completions_to_target"] == 64 * 40 and outcome["seconds_to_target"] == 80.0
+    assert outcome["completions_per_s"] == 32.0
+    assert outcome["min_greedy_correct_in_training"] == 0.97
+    assert outcome["sampled_correct"] == 0.99
+
+
+def test_outcome_of_a_run_that_never_met_the_target():
+    outcome = algorithms.outcome(results(HISTORY[:3]))
+    assert outcome["completions_to_target"] is None and outcome["seconds_to_target"] is None
+
+
+def test_comparison_table_has_a_row_per_run_and_a_median_per_algorithm():
+    stage = {"wall_s": 100.0, "peak_rss_gib": 1.0}
+    runs = [
+        {"algorithm": a, "seed": s, "stage": stage, "failed": False, **algorithms.outcome(results(HISTORY))}
+        for a in ("ppo", "grpo")
+        for s in (42, 43)
+    ]
+    runs.append({"algorithm": "grpo", "seed": 44, "stage": stage, "failed": True})
+    host = {"cpu_count": 2, "torch_threads": 2, "torch": "2.x", "platform": "Linux", "date": "today"}
+    sft = dict.fromkeys((42, 43, 44), {"sampled_correct": 0.98})
+    lines = algorithms.comparison_table(runs, sft, host, {"ppo": ["--total_episodes", "8192"]}).splitlines()
+    rows = [line for line in lines if line.startswith("| ")][2:]
+    assert [row.split(" | ")[:2] for row in rows] == [
+        ["| ppo", "42"], ["| ppo", "43"], ["| **ppo**", "median"],
+        ["| grpo", "42"], ["| grpo", "43"], ["| grpo", "44"], ["| **grpo**", "median"],
+    ]  # fmt: skip
+    assert rows[0].split(" | ")[2:4] == ["2560", "80.0"] and "99.0% (98.0%)" in rows[0]
+    assert rows[5].split(" | ")[2] == "failed"
+    assert rows[6].split(" | ")[2] == "2560 (2/3 reached)"
+    assert "extra args: ppo `--total_episodes 8192`" in lines[0]
+
+
+def test_the_figure_is_written(tmp_path):
+    path = plot_algorithms({"ppo": [HISTORY], "grpo": [HISTORY, HISTORY], "rloo": []}, tmp_path / "algorithms.png")
+    assert path.stat().st_size > 10_000

@@ -1,0 +1,108 @@
+"""GRPO and RLOO (recipes/grpo.py, recipes/rloo.py on ppo_double/online.py), and the judge's stop rule in all three RL
+trainers."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import AutoModelForCausalLM
+
+from conftest import load_recipe
+from ppo_double.task import PREFIXES
+
+TINY_GROUP = [
+    "--max_steps", "4", "--per_device_train_batch_size", "16", "--num_generations", "4", "--judge_every", "2",
+    "--logging_steps", "1", "--target_exact_match", "null", "--disable_tqdm", "true",
+]  # fmt: skip
+
+
+def tiny_group_args(sft, reward, output_dir) -> list[str]:
+    paths = {"--sft_model_path": sft, "--reward_model_path": reward, "--output_dir": output_dir}
+    return [*TINY_GROUP, *(item for flag, path in paths.items() for item in (flag, str(path)))]
+
+
+def _weights(folder):
+    return load_file(str(folder / "model.safetensors"))
+
+
+@pytest.fixture(scope="module", params=["grpo", "rloo"])
+def tiny_run(request, tiny_sft, tiny_reward, tmp_path_factory):
+    out = tmp_path_factory.mktemp(request.param) / "run"
+    trainer = load_recipe(request.param).main(tiny_group_args(tiny_sft, tiny_reward, out))
+    return out, trainer
+
+
+def test_a_few_updates_change_the_weights(tiny_sft, tiny_run):
+    out, trainer = tiny_run
+    before, after = _weights(tiny_sft), _weights(out)
+    assert before.keys() == after.keys()
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+    assert trainer.state.global_step == 4
+    assert AutoModelForCausalLM.from_pretrained(out).config.vocab_size == 42
+    assert (out / "tokenizer_config.json").exists()
+
+
+def test_the_judge_is_logged_next_to_trl_metrics(tiny_run):
+    out, trainer = tiny_run
+    logged = {k for entry in trainer.state.log_history for k in entry}
+    assert {"reward", "rewards/numeral_reward/mean", "eval/exact_match", "eval/sampled_exact_match"} <= logged
+    assert {f"eval/exact_match/{p}" for p in PREFIXES} <= logged
+    # the judge's entries hold only its metrics: TRL's averages stay in TRL's own log entries
+    judged = [entry for entry in trainer.state.log_history if "eval/exact_match" in entry]
+    assert [entry["step"] for entry in judged] == [2, 4] and not any("reward" in entry for entry in judged)
+    assert [entry["step"] for entry in trainer.state.log_history if "reward" in entry] == [1, 2, 3, 4]
+    results = json.loads((out / "eval_results.json").read_text())
+    assert set(results["greedy"]) == {*PREFIXES, "all"} and results["greedy"]["all"]["n"] == 1500
+    history = results["judged_during_training"]
+    assert [(h["step"], h["episode"]) for h in history] == [(2, 32), (4, 64)]  # 16 completions per update
+    assert all(h["seconds"] > 0 for h in history)
+
+
+@pytest.mark.parametrize("stage", ["ppo", "grpo", "rloo"])
+def test_the_judge_stops_each_trainer_at_the_target(stage, tiny_sft, tiny_reward, tmp_path):
+    from test_ppo import tiny_ppo_args
+
+    args = (tiny_ppo_args if stage == "ppo" else tiny_group_args)(tiny_sft, tiny_reward, tmp_path / "out")
+    # every judgement meets a target of 0 %: the run stops at the first one, after update 1 of 4
+    stop_at_once = ["--target_exact_match", "0", "--target_sampled_exact_match", "0", "--target_patience", "1"]
+    stop_at_once += ["--judge_every", "1"]
+    trainer = load_recipe(stage).main([*args, *stop_at_once])
+    assert trainer.state.global_step == 1
+    results = json.loads((tmp_path / "out" / "eval_results.json").read_text())
+    assert [h["step"] for h in results["judged_during_training"]] == [1]
+
+
+def test_lora_trains_only_adapter_weights_and_saves_a_merged_policy(tiny_sft, tiny_reward, tmp_path):
+    trainer = load_recipe("grpo").main(
+        [*tiny_group_args(tiny_sft, tiny_reward, tmp_path / "grpo"), "--max_steps", "2", "--use_peft", "true"]
+    )
+    assert trainer.state.global_step == 2
+    merged, sft = _weights(tmp_path / "grpo"), _weights(tiny_sft)
+    assert not any("lora" in k for k in merged) and merged.keys() == sft.keys()
+    changed = {k for k in merged if not torch.equal(merged[k], sft[k])}
+    # LoRA on c_attn, c_proj and c_fc: only those weights moved once merged
+    assert changed and all(k.endswith(("c_attn.weight", "c_proj.weight", "c_fc.weight")) for k in changed)
+
+
+@pytest.mark.slow
+def test_grpo_learns_to_follow_the_prefix(trained, tmp_path):
+    """The learning check, on the defaults: GRPO from the trained SFT policy reaches the targets on the test numbers."""
+    sft, reward = trained / "sft", trained / "reward"
+    args = ["--sft_model_path", str(sft), "--reward_model_path", str(reward), "--output_dir", str(tmp_path / "grpo")]
+    load_recipe("grpo").main([*args, "--disable_tqdm", "true"])
+    results = json.loads((tmp_path / "grpo" / "eval_results.json").read_text())
+    for prefix in PREFIXES:
+        assert results["greedy"][prefix]["exact_match"] >= 0.99, (prefix, results["greedy"][prefix])
+        assert results["sampled"][prefix]["exact_match"] >= 0.95, (prefix, results["sampled"][prefix])
+    assert results["greedy"]["all"]["correct"] >= 0.99
+
+
+@pytest.mark.parametrize("stage", ["grpo", "rloo"])
+def test_rule_reward_needs_no_classifier(stage, tiny_sft, tmp_path):
+    """`--reward rule`: the judge's verdict through the same reward function; reward_model_path is not read."""
+    args = tiny_group_args(tiny_sft, tmp_path / "no-such-classifier", tmp_path / stage)
+    trainer = load_recipe(stage).main([*args, "--reward", "rule"])
+    means = [e["rewards/numeral_reward/mean"] for e in trainer.state.log_history if "rewards/numeral_reward/mean" in e]
+    assert trainer.state.global_step == 4 and len(means) == 4
+    assert all(-1.0 <= mean <= 1.0 for mean in means)  # exact match (0 or 1), minus 1 without EOS
