@@ -13,8 +13,9 @@ validation numbers, on two judgements in a row (every 8 updates of 64 completion
 the target, completions per second (training and judging), greedy and sampled exact match per prefix, the sampled
 share of correct doubles (any system), the lowest greedy share of correct doubles while training, and peak RSS.
 Writes `algorithms.md` / `algorithms.json` under `--output_dir`, and a figure (`--figure`). `--sweep` writes
-`sweep.md` / `sweep.json` instead (rows run before and not again, `--rows`, stay in them). Wall times measured on a
-busy machine are not comparable across runs: say so.
+`sweep.md` / `sweep.json` instead. Runs of earlier invocations into the same `--output_dir` that were not run again
+(other seeds, algorithms or `--rows`) stay in the tables. Wall times measured on a busy machine are not comparable
+across runs: say so.
 """
 
 import argparse
@@ -256,13 +257,13 @@ def main(argv=None) -> int:
             runs.append({**run, "label": label})
 
     name = "sweep" if args.sweep else "algorithms"
-    if args.sweep and (out / "sweep.json").exists():  # rows run before (--rows): keep those not run again now
-        before = json.loads((out / "sweep.json").read_text(encoding="utf-8"))
-        ran = {(r["label"], r["seed"]) for r in runs}
-        runs = [r for r in before["runs"] if (r["label"], r["seed"]) not in ran] + runs
+    if (out / f"{name}.json").exists():  # runs of earlier invocations (other seeds, algorithms, rows) stay in
+        before = json.loads((out / f"{name}.json").read_text(encoding="utf-8"))
+        ran = {(r["algorithm"], r["label"], r["seed"]) for r in runs}
+        runs = [r for r in before["runs"] if (r["algorithm"], r["label"], r["seed"]) not in ran] + runs
         sft = {**{int(seed): v for seed, v in before["sft"].items()}, **sft}
-        order = [label for _, label, _ in SWEEP]
-        runs.sort(key=lambda r: (order.index(r["label"]) if r["label"] in order else len(order), r["seed"]))
+    order = [(a, label) for a, label, _ in (SWEEP if args.sweep else [(a, "", []) for a in ALGORITHMS])]
+    runs.sort(key=lambda r: (order.index((r["algorithm"], r["label"])), r["seed"]))
     document = sweep_table(runs, sft, host) if args.sweep else comparison_table(runs, sft, host, extra)
     print(document)
     (out / f"{name}.md").write_text(document + "\n", encoding="utf-8")
@@ -270,7 +271,7 @@ def main(argv=None) -> int:
     (out / f"{name}.json").write_text(json.dumps(raw, indent=2, ensure_ascii=False), encoding="utf-8")
     if not args.sweep:
         done = [r for r in runs if not r["failed"]]
-        histories = {a: [r["history"] for r in done if r["algorithm"] == a] for a in args.algorithms}
+        histories = {a: [r["history"] for r in done if r["algorithm"] == a] for a in ALGORITHMS}
         print(f"wrote {plot_algorithms(histories, Path(args.figure))}")
     return 1 if any(r["failed"] for r in runs) else 0
 
