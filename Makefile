@@ -3,8 +3,13 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 ARGS ?=
+# `accelerate launch` without a config file: pass the values it would otherwise default (and list, 8 lines, every run).
+ACCELERATE_CONFIG ?=
+LAUNCH_ARGS := $(if $(ACCELERATE_CONFIG),--config_file $(ACCELERATE_CONFIG),--num_processes 1 --num_machines 1 \
+	--mixed_precision no --dynamo_backend no)
+STAGES := sft reward ppo eval
 
-.PHONY: help install sft reward ppo grpo rloo eval plots bench all test test-fast lint format clean
+.PHONY: help install sft reward ppo grpo rloo eval plots bench sweep all summary test test-fast lint format clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -24,13 +29,13 @@ reward: install  ## stage 2: reward classifier -> outputs/reward
 	$(BIN)/python recipes/reward.py $(ARGS)
 
 ppo: install  ## stage 3: PPO -> outputs/ppo (needs outputs/sft and outputs/reward)
-	$(BIN)/accelerate launch $(if $(ACCELERATE_CONFIG),--config_file $(ACCELERATE_CONFIG)) recipes/ppo.py $(ARGS)
+	$(BIN)/accelerate launch $(LAUNCH_ARGS) recipes/ppo.py $(ARGS)
 
 grpo: install  ## stage 3 with GRPO instead of PPO -> outputs/grpo (needs outputs/sft and outputs/reward)
-	$(BIN)/accelerate launch $(if $(ACCELERATE_CONFIG),--config_file $(ACCELERATE_CONFIG)) recipes/grpo.py $(ARGS)
+	$(BIN)/accelerate launch $(LAUNCH_ARGS) recipes/grpo.py $(ARGS)
 
 rloo: install  ## stage 3 with RLOO instead of PPO -> outputs/rloo (needs outputs/sft and outputs/reward)
-	$(BIN)/accelerate launch $(if $(ACCELERATE_CONFIG),--config_file $(ACCELERATE_CONFIG)) recipes/rloo.py $(ARGS)
+	$(BIN)/accelerate launch $(LAUNCH_ARGS) recipes/rloo.py $(ARGS)
 
 eval: install  ## before/after table: SFT vs PPO on the held-out test numbers
 	$(BIN)/python recipes/evaluate.py --model outputs/ppo --baseline outputs/sft --output_json outputs/eval.json $(ARGS)
@@ -38,14 +43,23 @@ eval: install  ## before/after table: SFT vs PPO on the held-out test numbers
 plots: install  ## PNG plots of the runs' logs -> outputs/plots/ (ARGS="--output_dir docs")
 	$(BIN)/ppo-double plots $(ARGS)
 
-bench: install  ## SFT recipe vs a plain PyTorch loop, and the pipeline per seed -> outputs/bench/ (ARGS="--algorithms": PPO vs GRPO vs RLOO)
+bench: install  ## SFT recipe vs a plain PyTorch loop, then `make all` per seed 42-44 -> outputs/bench/ (ARGS="--algorithms": PPO vs GRPO vs RLOO)
 	$(BIN)/python bench/bench.py $(ARGS)
 
-all: install  ## the whole pipeline on defaults: sft -> reward -> ppo -> eval
-	$(MAKE) sft ARGS=
-	$(MAKE) reward ARGS=
-	$(MAKE) ppo ARGS=
-	$(MAKE) eval ARGS=
+sweep: install  ## the settings tried for the defaults (bench/sweep.yaml), judged per seed -> outputs/sweep/
+	$(BIN)/python bench/sweep.py $(ARGS)
+
+all: install  ## the whole pipeline on defaults: sft -> reward -> ppo -> eval, then the summary
+	@mkdir -p outputs && rm -f outputs/wall_times.tsv
+	@for stage in $(STAGES); do \
+		printf '\n==> %s\n' $$stage; start=$$(date +%s); \
+		$(MAKE) --no-print-directory $$stage ARGS= || exit 1; \
+		printf '%s\t%s\n' $$stage $$(( $$(date +%s) - start )) >> outputs/wall_times.tsv; \
+	done
+	@printf '\n==> summary\n' && $(MAKE) --no-print-directory summary
+
+summary: install  ## what `make all` ran: wall time per stage, before -> after table, checkpoints, what to try next
+	@$(BIN)/ppo-double summary
 
 test: install  ## fast tests + the slow end-to-end learning check (what CI runs)
 	$(BIN)/pytest -m "slow or not slow" -q --durations=15

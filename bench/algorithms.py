@@ -45,12 +45,8 @@ SWEEP = (
 )
 
 
-def pct(value) -> str:
-    return bench.MISSING if value is None else f"{100 * value:.1f}%"
-
-
 def prefix_cell(values: dict | None) -> str:
-    return bench.MISSING if values is None else " / ".join(pct(values[p]) for p in PREFIXES)
+    return bench.MISSING if values is None else " / ".join(bench.pct(values[p]) for p in PREFIXES)
 
 
 # --- running --------------------------------------------------------------------------------------------------------
@@ -150,8 +146,8 @@ def cells(run: dict, sft: dict) -> list[str]:
         bench.fmt(run["completions_per_s"], ".0f"),
         prefix_cell(run["greedy"]),
         prefix_cell(run["sampled"]),
-        f"{pct(run['sampled_correct'])} ({pct(sft['sampled_correct'])})",
-        pct(run["min_greedy_correct_in_training"]),
+        f"{bench.pct(run['sampled_correct'])} ({bench.pct(sft['sampled_correct'])})",
+        bench.pct(run["min_greedy_correct_in_training"]),
         bench.fmt(run["stage"]["wall_s"]),
         bench.fmt(run["stage"]["peak_rss_gib"], ".2f"),
     ]
@@ -173,8 +169,8 @@ def median_cells(runs: list[dict]) -> list[str]:
         med("seconds_to_target"),
         bench.fmt(bench.median(r["completions_per_s"] for r in done), ".0f"),
         *(prefix_cell(median_per_prefix(done, mode)) for mode in ("greedy", "sampled")),
-        pct(bench.median(r["sampled_correct"] for r in done)),
-        pct(bench.median(r["min_greedy_correct_in_training"] for r in done)),
+        bench.pct(bench.median(r["sampled_correct"] for r in done)),
+        bench.pct(bench.median(r["min_greedy_correct_in_training"] for r in done)),
         bench.fmt(bench.median(r["stage"]["wall_s"] for r in done)),
         bench.fmt(bench.median(r["stage"]["peak_rss_gib"] for r in done), ".2f"),
     ]

@@ -42,10 +42,15 @@ from ppo_double.task import PREFIXES
 
 ROOT = Path(__file__).resolve().parent.parent
 STAGES = ("sft", "reward", "ppo", "eval")
-TARGET_EXACT_MATCH = 0.995  # the mission's target: greedy exact match on the held-out test numbers, every prefix
+# The targets, on the held-out test numbers after PPO, every prefix: greedy exact match, sampled (temperature 1) exact
+# match, a sampled correct-double share no lower than the SFT's on the same prompts, and during PPO a greedy
+# correct-double share on the validation numbers never below FLOOR_CORRECT.
+TARGET_GREEDY, TARGET_SAMPLED, FLOOR_CORRECT = 0.995, 0.98, 0.97
 README_START, README_END = "<!-- bench:start -->", "<!-- bench:end -->"
 LOG_TAIL_LINES = 20
 MISSING = "—"
+# What the Makefile passes `accelerate launch` without a config file (else it lists the defaults it assumed).
+LAUNCH_ARGS = ("--num_processes", "1", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no")
 
 
 # --- SFT compare: the recipe against a plain PyTorch loop, in this process ---------------------------------------
@@ -126,22 +131,31 @@ def sft_compare(steps: int, batch: int, repeats: int) -> tuple[str, dict]:
 # --- Pipeline: the four stages of `make all` as subprocesses, per seed -------------------------------------------
 
 
-def stage_commands(seed: int, run_dir: Path, extra: dict[str, list[str]]) -> dict[str, list[str]]:
-    """The command of each stage, as the Makefile runs it, with outputs under `run_dir` and `extra` args appended."""
+def stage_commands(seed: int, run_dir: Path, extra: dict[str, list[str]], folders: dict[str, Path] | None = None):
+    """The command of each stage, as the Makefile runs it, with outputs under `run_dir` and `extra` args appended.
+
+    `folders` puts a stage's output folder (`sft`, `reward`, `ppo`, `eval`: the eval json) elsewhere (bench/sweep.py
+    caches stages that several variants share).
+    """
     python, accelerate = sys.executable, str(Path(sys.executable).parent / "accelerate")
-    s, sft, reward, ppo = str(seed), str(run_dir / "sft"), str(run_dir / "reward"), str(run_dir / "ppo")
+    paths = {
+        "sft": run_dir / "sft",
+        "reward": run_dir / "reward",
+        "ppo": run_dir / "ppo",
+        "eval": run_dir / "eval.json",
+    }
+    s, sft, reward, ppo, eval_json = str(seed), *(str(path) for path in {**paths, **(folders or {})}.values())
     commands = {
         "sft": [python, "recipes/sft.py", "--seed", s, "--data_seed", s, "--output_dir", sft],
         "reward": [python, "recipes/reward.py", "--seed", s, "--data_seed", s, "--output_dir", reward],
-        "ppo": [accelerate, "launch", "recipes/ppo.py", "--seed", s, "--sft_model_path", sft]
+        "ppo": [accelerate, "launch", *LAUNCH_ARGS, "recipes/ppo.py", "--seed", s, "--sft_model_path", sft]
         + ["--reward_model_path", reward, "--output_dir", ppo],
-        "eval": [python, "recipes/evaluate.py", "--model", ppo, "--baseline", sft]
-        + ["--output_json", str(run_dir / "eval.json")],
+        "eval": [python, "recipes/evaluate.py", "--model", ppo, "--baseline", sft, "--output_json", eval_json],
     }
     return {stage: command + extra.get(stage, []) for stage, command in commands.items()}
 
 
-def run_stage(command: list[str], log_path: Path) -> dict:
+def run_stage(command: list[str], log_path: Path, env: dict | None = None) -> dict:
     """Run `command` from the repo root, output to `log_path`; returns exit code, wall seconds and peak RSS (GiB).
 
     The peak RSS is `ru_maxrss` of `wait4` on the child: the largest of the child and its waited-for descendants
@@ -149,7 +163,7 @@ def run_stage(command: list[str], log_path: Path) -> dict:
     """
     with open(log_path, "w", encoding="utf-8") as log:
         start = time.perf_counter()
-        process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
         _, status, usage = os.wait4(process.pid, 0)
         wall = time.perf_counter() - start
     process.returncode = os.waitstatus_to_exitcode(status)  # reaped by wait4: tell Popen
@@ -175,30 +189,71 @@ def ppo_progress(trainer_state: Path) -> tuple[int | None, float | None]:
     return (episodes[-1] if episodes else None), (eps[-1] if eps else None)
 
 
-def greedy_exact_match(eval_results: Path) -> dict[str, float]:
-    """Greedy exact match per prefix on the held-out test numbers, from the PPO recipe's eval_results.json."""
-    greedy = json.loads(Path(eval_results).read_text(encoding="utf-8"))["greedy"]
-    return {prefix: greedy[prefix]["exact_match"] for prefix in PREFIXES}
+def judged(ppo_dir: Path, eval_json: Path) -> dict:
+    """What the rule-based judge says of a PPO run.
+
+    From the PPO recipe's eval_results.json (test numbers, prefixed prompts): greedy and sampled exact match per
+    prefix, the sampled correct-double share, and the lowest greedy correct-double share of the judgements during
+    training (validation numbers). From the eval stage's json, when there is one: the SFT's sampled correct-double
+    share on the same prompts.
+    """
+    results = json.loads(Path(ppo_dir / "eval_results.json").read_text(encoding="utf-8"))
+    history = results.get("judged_during_training", [])
+    return {
+        "greedy_exact_match": {p: results["greedy"][p]["exact_match"] for p in PREFIXES},
+        "sampled_exact_match": {p: results["sampled"][p]["exact_match"] for p in PREFIXES},
+        "sampled_correct": sampled_correct(results),
+        "sft_sampled_correct": sft_sampled_correct(eval_json),
+        "min_greedy_correct": min((entry["eval/correct"] for entry in history), default=None),
+    }
 
 
-def seed_outcome(stages: dict[str, dict], ppo_dir: Path) -> dict:
-    """Per-seed summary of the stages run; the PPO numbers come from `ppo_dir` once the PPO stage has succeeded."""
+def sampled_correct(results: dict) -> float:
+    """Sampled correct-double share over the prefixed prompts, each prefix weighing the same."""
+    return statistics.fmean(results["sampled"][p]["correct"] for p in PREFIXES)
+
+
+def sft_sampled_correct(eval_json: Path) -> float | None:
+    """The baseline's (the SFT's) sampled correct-double share in recipes/evaluate.py's json (None: no such file)."""
+    if not Path(eval_json).is_file():
+        return None
+    results = json.loads(Path(eval_json).read_text(encoding="utf-8"))
+    return sampled_correct(next(iter(results.values())))  # the baseline is written first
+
+
+def targets_met(numbers: dict) -> bool:
+    """Every target (see TARGET_GREEDY) met by the numbers of `judged`."""
+    sft, floor = numbers["sft_sampled_correct"], numbers["min_greedy_correct"]
+    return (
+        min(numbers["greedy_exact_match"].values()) >= TARGET_GREEDY
+        and min(numbers["sampled_exact_match"].values()) >= TARGET_SAMPLED
+        and sft is not None
+        and numbers["sampled_correct"] >= sft
+        and floor is not None
+        and floor >= FLOOR_CORRECT
+    )
+
+
+JUDGED = ("greedy_exact_match", "sampled_exact_match", "sampled_correct", "sft_sampled_correct", "min_greedy_correct")
+
+
+def seed_outcome(stages: dict[str, dict], run_dir: Path) -> dict:
+    """Per-seed summary of the stages run; the judged numbers come from `run_dir` once the PPO stage has succeeded."""
     failed = next((name for name, stage in stages.items() if stage["returncode"] != 0), None)
     outcome = {"failed_stage": failed, "total_s": None, "ppo_episodes": None, "ppo_episodes_per_s": None}
-    outcome.update(greedy_exact_match=None, target_met=None, time_to_target_s=None)
+    outcome.update(dict.fromkeys(JUDGED), target_met=None, time_to_target_s=None)
     if failed is None and len(stages) == len(STAGES):
         outcome["total_s"] = sum(stage["wall_s"] for stage in stages.values())
     if stages.get("ppo", {}).get("returncode") != 0:
         return outcome
     try:
-        episodes, eps = ppo_progress(ppo_dir / "trainer_state.json")
-        exact = greedy_exact_match(ppo_dir / "eval_results.json")
+        episodes, eps = ppo_progress(run_dir / "ppo" / "trainer_state.json")
+        numbers = judged(run_dir / "ppo", run_dir / "eval.json")
     except (OSError, KeyError, ValueError) as error:  # the stage succeeded but did not write what we read
-        print(f"cannot read the PPO results in {ppo_dir}: {error!r}", flush=True)
+        print(f"cannot read the PPO results in {run_dir / 'ppo'}: {error!r}", flush=True)
         return {**outcome, "failed_stage": "ppo results", "error": repr(error)}
-    target_met = all(value >= TARGET_EXACT_MATCH for value in exact.values())
-    outcome.update(ppo_episodes=episodes, ppo_episodes_per_s=eps, greedy_exact_match=exact, target_met=target_met)
-    if target_met:
+    outcome.update(numbers, ppo_episodes=episodes, ppo_episodes_per_s=eps, target_met=targets_met(numbers))
+    if outcome["target_met"]:
         outcome["time_to_target_s"] = sum(stages[name]["wall_s"] for name in ("sft", "reward", "ppo"))
     return outcome
 
@@ -217,7 +272,7 @@ def run_seed(seed: int, run_dir: Path, extra: dict[str, list[str]]) -> dict:
         if stage["returncode"] != 0:
             print(f"seed {seed}: {name} failed; last lines of {stage['log']}:\n{log_tail(stage['log'])}", flush=True)
             break
-    return {"seed": seed, "run_dir": str(run_dir), "stages": stages, **seed_outcome(stages, run_dir / "ppo")}
+    return {"seed": seed, "run_dir": str(run_dir), "stages": stages, **seed_outcome(stages, run_dir)}
 
 
 # --- Pipeline table -------------------------------------------------------------------------------------------------
@@ -249,8 +304,14 @@ def stage_cells(stages: dict[str, dict], key: str, spec: str) -> list[str]:
 
 
 def exact_cell(exact: dict[str, float] | None) -> str:
-    """Greedy exact match per prefix as `100.0% / 99.8% / 100.0%`."""
-    return MISSING if exact is None else " / ".join(f"{100 * exact[p]:.1f}%" for p in PREFIXES)
+    """Exact match per prefix as `100.0% / 99.8% / 100.0%`."""
+    return (
+        MISSING if exact is None or None in exact.values() else " / ".join(f"{100 * exact[p]:.1f}%" for p in PREFIXES)
+    )
+
+
+def pct(value: float | None) -> str:
+    return MISSING if value is None else f"{100 * value:.1f}%"
 
 
 def target_cell(result: dict) -> str:
@@ -277,6 +338,9 @@ def seed_row(result: dict) -> str:
             fmt(result["ppo_episodes"], ".0f"),
             fmt(result["ppo_episodes_per_s"], ".0f"),
             exact_cell(result["greedy_exact_match"]),
+            exact_cell(result["sampled_exact_match"]),
+            f"{pct(result['sft_sampled_correct'])} → {pct(result['sampled_correct'])}",
+            pct(result["min_greedy_correct"]),
             target_cell(result),
             fmt(result["time_to_target_s"]),
             " / ".join(rss),
@@ -298,10 +362,14 @@ def median_summary(results: list[dict]) -> dict:
         "total_s": median(r["total_s"] for r in results),
         "ppo_episodes": median(r["ppo_episodes"] for r in results),
         "ppo_episodes_per_s": median(r["ppo_episodes_per_s"] for r in results),
-        "greedy_exact_match": {
-            p: median(r["greedy_exact_match"][p] if r["greedy_exact_match"] else None for r in results)
-            for p in PREFIXES
+        **{
+            key: {p: median(r[key][p] if r[key] else None for r in results) for p in PREFIXES}
+            for key in ("greedy_exact_match", "sampled_exact_match")
         },
+        **{key: median(r[key] for r in results) for key in ("sampled_correct", "sft_sampled_correct")},
+        "min_greedy_correct": min(
+            (r["min_greedy_correct"] for r in results if r["min_greedy_correct"] is not None), default=None
+        ),
         "seeds_target_met": sum(bool(r["target_met"]) for r in results),
         "seeds": len(results),
         "time_to_target_s": median(r["time_to_target_s"] for r in results),
@@ -310,7 +378,6 @@ def median_summary(results: list[dict]) -> dict:
 
 def median_row(summary: dict) -> str:
     """The table's last row, from `median_summary`."""
-    exact = summary["greedy_exact_match"]
     return row(
         [
             "median",
@@ -318,7 +385,10 @@ def median_row(summary: dict) -> str:
             fmt(summary["total_s"]),
             fmt(summary["ppo_episodes"], ".0f"),
             fmt(summary["ppo_episodes_per_s"], ".0f"),
-            MISSING if None in exact.values() else exact_cell(exact),
+            exact_cell(summary["greedy_exact_match"]),
+            exact_cell(summary["sampled_exact_match"]),
+            f"{pct(summary['sft_sampled_correct'])} → {pct(summary['sampled_correct'])}",
+            pct(summary["min_greedy_correct"]),
             f"{summary['seeds_target_met']}/{summary['seeds']}",
             fmt(summary["time_to_target_s"]),
             " / ".join(fmt(summary["peak_rss_gib"][stage], ".2f") for stage in STAGES),
@@ -347,15 +417,21 @@ def pipeline_table(results: list[dict], extra: dict[str, list[str]], host: dict)
         "PPO episodes",
         "PPO episodes/s",
         f"greedy exact {' / '.join(PREFIXES)}",
-        "target met",
+        f"sampled exact {' / '.join(PREFIXES)}",
+        "sampled correct SFT → PPO",
+        "lowest greedy correct during PPO",
+        "targets met",
         "time to target s",
         "peak RSS GiB (sft / reward / ppo / eval)",
     ]
     lines = [
         f"Pipeline (`make all`: sft → reward → ppo → eval, fresh output folder), seeds {seeds}"
         + (f", extra args: {extras}" if extras else ", recipe defaults")
-        + f". Target: greedy exact match ≥ {100 * TARGET_EXACT_MATCH:g}% for every prefix on the held-out test"
-        " numbers; time to target = SFT + reward + PPO s. Medians over the seeds that have the number.",
+        + f". Targets, for every prefix on the held-out test numbers: greedy exact match ≥ {100 * TARGET_GREEDY:g}%,"
+        f" sampled (temperature 1) exact match ≥ {100 * TARGET_SAMPLED:g}%, the sampled correct-double share no lower"
+        " than the SFT's on the same prompts, and the greedy correct-double share on the validation numbers never"
+        f" below {100 * FLOOR_CORRECT:g}% while PPO trains. Time to target = SFT + reward + PPO s. Medians over the"
+        " seeds that have the number; the lowest correct share is the lowest over the seeds.",
         "",
         row(header),
         row(["---"] * len(header)),
@@ -450,7 +526,7 @@ def main(argv=None) -> int:
         seeds = [run_seed(seed, out / f"seed{seed}", extra) for seed in args.seeds]
         sections.append(pipeline_table(seeds, extra, host))
         results["pipeline"] = {
-            "target_exact_match": TARGET_EXACT_MATCH,
+            "targets": {"greedy": TARGET_GREEDY, "sampled": TARGET_SAMPLED, "floor_correct": FLOOR_CORRECT},
             "extra_args": extra,
             "machine": host,
             "seeds": seeds,

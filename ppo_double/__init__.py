@@ -2,7 +2,10 @@
 
 from transformers import AutoTokenizer, PretrainedConfig
 
+from .console import quiet_library_output
 from .tokenizer import CharTokenizer
+
+quiet_library_output()
 
 
 class _CharTokenizerConfig(PretrainedConfig):

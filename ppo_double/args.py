@@ -2,15 +2,18 @@
 
 import dataclasses
 import logging
+import math
 import os
 import sys
 
 import torch
+import yaml
 from accelerate import PartialState
 from accelerate.utils import DistributedType
 from trl import TrlParser
 
 from .errors import UsageError, first_line
+from .task import MAX_ANSWER_TOKENS, MAX_SAMPLE_TOKENS
 
 logger = logging.getLogger(__name__)
 
@@ -44,28 +47,51 @@ def parse_args(dataclass_types, default_config: str | None = None, argv: list[st
         *parsed, unknown_in_config, unknown_in_argv = parser.parse_args_and_config(
             argv, return_remaining_strings=True, separate_remaining_strings=True
         )
-    except (ValueError, TypeError) as err:  # a dataclass's own check (__post_init__), or a malformed YAML file
+    except yaml.YAMLError as err:
+        raise UsageError(
+            f"config file {config_file} is not valid YAML ({_yaml_problem(err)}): fix its syntax"
+        ) from None
+    except (ValueError, TypeError) as err:  # a dataclass's own check (__post_init__), or YAML that is no mapping
         raise UsageError(first_line(err)) from None
     if unknown_in_config:
         keys = ", ".join(k[2:] for k in unknown_in_config[::2])
         raise UsageError(f"unknown key(s) in {config_file}: {keys} (--help lists every option; check the spelling)")
     if unknown_in_argv:
         raise UsageError(f"unknown argument(s): {' '.join(unknown_in_argv)} (--help lists every option)")
-    for args in parsed:
-        check_values(args)
+    check_values(*parsed)
     check_distributed()
     return tuple(parsed)
 
 
-# (field, test, what it must be): checked on every parsed dataclass that has the field. TrainingArguments and TRL's
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    """`mapping values are not allowed here, line 2 column 9`: PyYAML's message without its multi-line context."""
+    mark = getattr(err, "problem_mark", None)
+    problem = getattr(err, "problem", None) or first_line(err)
+    return problem if mark is None else f"{problem}, line {mark.line + 1} column {mark.column + 1}"
+
+
+# (field, test, what it must be): checked when one of the parsed dataclasses has the field. TrainingArguments and TRL's
 # configs accept these values silently and fail later (a negative learning rate even trains, backwards).
 _VALUE_CHECKS = (
     ("learning_rate", lambda v: v > 0, "> 0"),
     ("per_device_train_batch_size", lambda v: v >= 1, ">= 1"),
     ("gradient_accumulation_steps", lambda v: v >= 1, ">= 1"),
     ("total_episodes", lambda v: v is None or v >= 1, ">= 1"),
-    ("response_length", lambda v: v >= 1, ">= 1 (the answer needs up to 5 numerals and E)"),
-    ("max_completion_length", lambda v: v is None or v >= 1, ">= 1 (the answer needs up to 5 numerals and E)"),
+    (
+        "response_length",
+        lambda v: v >= MAX_ANSWER_TOKENS,
+        f">= {MAX_ANSWER_TOKENS} (an answer is up to 5 numerals and E)",
+    ),
+    (
+        "max_length",
+        lambda v: v is None or v >= MAX_SAMPLE_TOKENS,
+        f">= {MAX_SAMPLE_TOKENS} (the longest sample, S__:9999x2=19998E), or null",
+    ),
+    (
+        "max_completion_length",
+        lambda v: v is None or v >= MAX_ANSWER_TOKENS,
+        f">= {MAX_ANSWER_TOKENS} (an answer is up to 5 numerals and E)",
+    ),
     ("num_iterations", lambda v: v >= 1, ">= 1"),
     ("beta", lambda v: v >= 0, ">= 0"),
     ("num_mini_batches", lambda v: v >= 1, ">= 1"),
@@ -76,6 +102,7 @@ _VALUE_CHECKS = (
     ("target_exact_match", lambda v: v is None or 0 <= v <= 1, "between 0 and 1 (or null: never stop early)"),
     ("target_sampled_exact_match", lambda v: 0 <= v <= 1, "between 0 and 1"),
     ("target_patience", lambda v: v >= 1, ">= 1"),
+    ("value_warmup_updates", lambda v: v >= 0, ">= 0"),
     ("invalid_fraction", lambda v: 0 <= v < 1, "in [0, 1)"),
     ("repair_steps", lambda v: v >= 0, ">= 0"),
     ("detect_steps", lambda v: v >= 0, ">= 0"),
@@ -84,24 +111,52 @@ _VALUE_CHECKS = (
 )
 
 
-def check_values(args) -> None:
-    """UsageError for the first invalid value in `args`, naming the field, the value and what it must be."""
+def check_values(*parsed) -> None:
+    """UsageError for the first invalid value in the parsed dataclasses, naming the field, the value and the fix.
+
+    Every float must be a finite number (`inf` and `nan` parse as floats and only fail inside the training loop); then
+    each field in _VALUE_CHECKS; then the settings under which a run would train nothing or could not be right.
+    """
+    values = {f.name: getattr(args, f.name) for args in parsed for f in dataclasses.fields(args)}
+    for name, value in values.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise UsageError(f"{name} must be a finite number, got {value}: fix it in the YAML or with --{name}")
     for name, valid, must in _VALUE_CHECKS:
-        if hasattr(args, name) and not valid(getattr(args, name)):
-            raise UsageError(f"{name} must be {must}, got {getattr(args, name)!r}: fix it in the YAML or with --{name}")
+        if name in values and not valid(values[name]):
+            raise UsageError(f"{name} must be {must}, got {values[name]!r}: fix it in the YAML or with --{name}")
     # SFT and reward train for max_steps (no epochs); PPO counts episodes instead.
-    if not hasattr(args, "total_episodes") and getattr(args, "max_steps", 1) < 1:
-        raise UsageError(f"max_steps must be >= 1, got {args.max_steps}: fix it in the YAML or with --max_steps")
-    if hasattr(args, "num_mini_batches"):
-        batch = args.per_device_train_batch_size * args.gradient_accumulation_steps
-        if batch % args.num_mini_batches:
-            raise UsageError(
-                f"the batch per process (per_device_train_batch_size x gradient_accumulation_steps = {batch}) does "
-                f"not split into num_mini_batches={args.num_mini_batches}: pick a divisor of {batch}"
-            )
+    if "total_episodes" not in values and values.get("max_steps", 1) < 1:
+        raise UsageError(f"max_steps must be >= 1, got {values['max_steps']}: fix it in the YAML or with --max_steps")
+    if "num_mini_batches" in values:
+        _check_ppo_budget(values)
     for size, heads in (("n_embd", "n_head"), ("hidden_size", "num_attention_heads")):
-        if hasattr(args, size) and getattr(args, size) % getattr(args, heads):
-            raise UsageError(f"{size}={getattr(args, size)} must be a multiple of {heads}={getattr(args, heads)}")
+        if size in values and values[size] % values[heads]:
+            raise UsageError(f"{size}={values[size]} must be a multiple of {heads}={values[heads]}")
+
+
+def _check_ppo_budget(values: dict) -> None:
+    """PPO's batch splits into its mini-batches, the budget holds a batch or more, and the judge runs at least once."""
+    batch = values["per_device_train_batch_size"] * values["gradient_accumulation_steps"]
+    if batch % values["num_mini_batches"]:
+        raise UsageError(
+            f"the batch per process (per_device_train_batch_size x gradient_accumulation_steps = {batch}) does "
+            f"not split into num_mini_batches={values['num_mini_batches']}: pick a divisor of {batch}"
+        )
+    if values["total_episodes"] is None:  # TRL then counts num_train_epochs over the dataset
+        return
+    batch *= int(os.environ.get("WORLD_SIZE", "1"))
+    if values["total_episodes"] < batch:
+        raise UsageError(
+            f"total_episodes={values['total_episodes']} is less than one PPO batch (per_device_train_batch_size x "
+            f"gradient_accumulation_steps x processes = {batch}): raise --total_episodes to >= {batch}"
+        )
+    updates = math.ceil(values["total_episodes"] / batch)  # as TRL counts them
+    if "judge_every" in values and values["judge_every"] > updates:
+        raise UsageError(
+            f"judge_every={values['judge_every']} is more than the run's {updates} PPO updates (total_episodes / "
+            f"batch of {batch}): the judge would never run and the run never stop early; lower --judge_every to "
+            f"<= {updates} or raise --total_episodes"
+        )
 
 
 def check_distributed() -> None:
@@ -129,7 +184,7 @@ def fit_to_device(training_args) -> None:
     """
     if torch.cuda.is_available():
         return
-    for name in ("bf16", "fp16", "gradient_checkpointing"):
+    for name in ("bf16", "fp16", "activation_checkpointing"):
         if getattr(training_args, name, False):
             logger.warning("no GPU: turning off %s (it only slows a CPU run down)", name)
             setattr(training_args, name, False)

@@ -11,6 +11,7 @@ and exit code 2, never a traceback.
 """
 
 import argparse
+import json
 import os
 import sys
 
@@ -95,12 +96,8 @@ def load_policy(path: str):
     Only local folders: a path that does not exist is never looked up on the Hub (that takes ~50 s of retries
     offline). Download a Hub checkpoint first (`hf download USER/REPO --local-dir DIR`).
     """
-    from transformers.utils import logging as hf_logging
-
     from .checkpoints import load_policy as load
 
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
     return load(path)
 
 
@@ -179,6 +176,36 @@ def cmd_compare(args) -> int:
     if args.output_json:
         save_results(results, args.output_json)
         print(f"\nwrote {args.output_json}")
+    return 0
+
+
+STAGE_FOLDERS = {"sft": "SFT policy", "reward": "reward classifier", "ppo": "PPO policy"}
+
+
+def cmd_summary(args) -> int:
+    from .evaluate import format_comparison
+
+    def path(name: str) -> str:
+        return os.path.join(args.runs_dir, name)
+
+    folders = [f"{path(name)} ({what})" for name, what in STAGE_FOLDERS.items() if os.path.isdir(path(name))]
+    if not folders:
+        raise UsageError(f"no stage output under {args.runs_dir!r}: run the stages first (make all)")
+    if os.path.isfile(path("wall_times.tsv")):  # written by `make all`, one `stage<TAB>seconds` line per stage
+        with open(path("wall_times.tsv"), encoding="utf-8") as f:
+            times = [line.split("\t") for line in f.read().splitlines() if line]
+        total = sum(int(seconds) for _, seconds in times)
+        stages = ", ".join(f"{stage} {seconds} s" for stage, seconds in times)
+        print(f"wall time: {stages}; total {total // 60} min {total % 60} s\n")
+    if os.path.isfile(path("eval.json")):  # written by `make eval`: {baseline: results, model: results}
+        with open(path("eval.json"), encoding="utf-8") as f:
+            (before, old), (after, new) = list(json.load(f).items())[-2:]
+        print(f"before ({before}) -> after ({after}), held-out test numbers:\n{format_comparison(old, new)}\n")
+    print(f"models (save_pretrained folders): {', '.join(folders)}\n")
+    print("try next:")
+    print(f"  ppo-double generate {path('ppo')} 大写:3164 小写:3164 数字:3164")
+    print(f"  ppo-double compare {path('sft')} {path('ppo')}")
+    print("  make plots    # PNG plots of the runs' logs -> outputs/plots/")
     return 0
 
 
@@ -305,6 +332,22 @@ examples:
     plots.add_argument("--output_dir", default=None, help="where to write the PNGs (default: RUNS_DIR/plots)")
     plots.add_argument("--eval_json", default=None, help="before/after numbers (default: RUNS_DIR/eval.json)")
     plots.set_defaults(func=cmd_plots)
+
+    summary = commands.add_parser(
+        "summary",
+        help="what `make all` ran: wall times, the before -> after table, the models, what to try next",
+        description="""\
+Summarise a pipeline run from what it wrote under RUNS_DIR: each stage's wall time (wall_times.tsv, written by
+`make all`), the before -> after table (eval.json, written by `make eval`), the model folders, and commands to try
+next. A file that is missing is left out.""",
+        epilog="""\
+examples:
+  ppo-double summary
+  ppo-double summary --runs_dir outputs""",
+        formatter_class=formatter,
+    )
+    summary.add_argument("--runs_dir", default="outputs", help="folder holding sft/, reward/, ppo/ (default: outputs)")
+    summary.set_defaults(func=cmd_summary)
     return parser
 
 

@@ -45,11 +45,18 @@ def default_generation_config(max_new_tokens: int = 7) -> GenerationConfig:
     return GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False, **_special_ids())
 
 
+class GPT2ValueModel(GPT2ForSequenceClassification):
+    """GPT2ForSequenceClassification loaded from a policy folder: the policy's `lm_head` is left out and the scalar
+    `score` head starts fresh, by design. Declared, so transformers' load report (which lists both) stays quiet while
+    any other missing or unexpected weight is still reported."""
+
+    _keys_to_ignore_on_load_unexpected = [r"^lm_head\.weight$"]
+    _keys_to_ignore_on_load_missing = [r"^score\.weight$"]
+
+
 def build_value_model(policy_path: str) -> GPT2ForSequenceClassification:
     """A scalar head on the SFT transformer: PPO's critic starts from the policy's own features."""
-    return GPT2ForSequenceClassification.from_pretrained(
-        policy_path, num_labels=1, use_safetensors=True, **_special_ids()
-    )
+    return GPT2ValueModel.from_pretrained(policy_path, num_labels=1, use_safetensors=True, **_special_ids())
 
 
 def build_classifier(

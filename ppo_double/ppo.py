@@ -6,7 +6,9 @@ from contextlib import contextmanager
 
 import torch
 from safetensors.torch import load_file
+from torch.optim.lr_scheduler import LambdaLR
 from transformers import AutoModelForCausalLM, TrainerCallback
+from trl.experimental.ppo import PPOConfig
 from trl.experimental.ppo import PPOTrainer as TRLPPOTrainer
 
 from .checkpoints import TRAINER_STATE, WEIGHTS, check_checkpoint
@@ -15,6 +17,8 @@ from .modeling import build_value_model
 from .reward import NumeralReward
 
 logger = logging.getLogger(__name__)
+
+__all__ = ["PPOConfig", "PPOTrainer", "build_ppo_models"]  # recipes take TRL's experimental PPO through this module
 
 
 def build_ppo_models(sft_model_path: str, reward_model_path: str, use_peft: bool = False) -> dict:
@@ -53,6 +57,54 @@ class PPOTrainer(TRLPPOTrainer):
     # Read by transformers 5's Trainer._save on every rank; TRL 1.12's PPOTrainer never sets it (an AttributeError on
     # non-main processes of a multi-process run).
     is_distributed_loading_by_transformers = False
+
+    def __init__(self, *args, value_warmup_updates: int = 0, **kwargs):
+        """`value_warmup_updates`: the first updates train the value model only (see `create_scheduler`)."""
+        self.value_warmup_updates = value_warmup_updates
+        super().__init__(*args, **kwargs)
+
+    def create_optimizer(self, model=None):
+        """Trainer's optimizer over policy and value model, each parameter group split in a policy and a value part.
+
+        TRL trains both with one optimizer and one scheduler; separate groups let the scheduler hold the policy still
+        while the value model warms up. (The optimizer is new, so no state refers to the old groups.)
+        """
+        optimizer = super().create_optimizer(model)
+        value = {id(p) for p in self.model.value_model.parameters()}  # self.model: TRL's PolicyAndValueWrapper
+        groups = list(optimizer.param_groups)
+        optimizer.param_groups.clear()
+        for group in groups:
+            for is_value in (False, True):
+                params = [p for p in group["params"] if (id(p) in value) == is_value]
+                if params:
+                    optimizer.add_param_group({**group, "params": params, "value_model": is_value})
+        return optimizer
+
+    def create_scheduler(self, num_training_steps: int, optimizer=None):
+        """Trainer's scheduler (stepped once per PPO update by TRL), with the policy's learning rate 0 for the first
+        `value_warmup_updates` updates: a critic warm-up.
+
+        The value head starts untrained. While its estimates are noise, GAE spreads the blame for a wrong numeral
+        system over every answer token, and the policy learns to switch systems in mid-answer: the greedy answers'
+        correct-double share dipped to 96 % on the way (docs/sweep.md). A value model that has first learned what a
+        rollout is worth gives the blame to the token that chose the system.
+        """
+        scheduler = super().create_scheduler(num_training_steps, optimizer)
+        if not self.value_warmup_updates:
+            return scheduler
+        if not isinstance(scheduler, LambdaLR):
+            raise UsageError(
+                f"value_warmup_updates needs a learning-rate schedule of LambdaLR type; lr_scheduler_type "
+                f"{self.args.lr_scheduler_type!r} is not: pick linear, cosine or constant, or --value_warmup_updates 0"
+            )
+        warmup = self.value_warmup_updates
+        for i, group in enumerate(scheduler.optimizer.param_groups):
+            if not group["value_model"]:
+                scheduler.lr_lambdas[i] = lambda update, base=scheduler.lr_lambdas[i]: (
+                    base(update) if update >= warmup else 0.0
+                )
+                group["lr"] = group["initial_lr"] * scheduler.lr_lambdas[i](scheduler.last_epoch)
+        return scheduler
 
     @contextmanager
     def _unwrapped_model(self):

@@ -48,6 +48,11 @@ def make_completion(number: int, label: int) -> str:
     return to_numeral(2 * number, label) + EOS
 
 
+# The longest answer, 2 x 9999 = 19998 and EOS, and the longest sample, in tokens (one per character).
+MAX_ANSWER_TOKENS = len(make_completion(HIGH, 0))
+MAX_SAMPLE_TOKENS = len(make_prompt(HIGH)) + MAX_ANSWER_TOKENS
+
+
 def parse_prompt(text: str) -> tuple[int | None, int]:
     """Return (requested label or None for `__`, number) of a prompt such as `S大写:3164x2=` or `大写:3164`.
 

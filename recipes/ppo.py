@@ -5,11 +5,11 @@ accelerate launch recipes/ppo.py --use_peft true   # LoRA
 python recipes/ppo.py --total_episodes 2048        # any field overrides the YAML
 """
 
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from transformers import set_seed
 from trl import ModelConfig, get_peft_config
-from trl.experimental.ppo import PPOConfig
 
 from ppo_double.args import fit_to_device, parse_args
 from ppo_double.checkpoints import start_run
@@ -17,13 +17,20 @@ from ppo_double.data import prompt_dataset
 from ppo_double.errors import run as run_main
 from ppo_double.modeling import load_tokenizer
 from ppo_double.online import JudgeArguments, add_judge, save_final
-from ppo_double.ppo import PPOTrainer, build_ppo_models
+from ppo_double.ppo import PPOConfig, PPOTrainer, build_ppo_models
 from ppo_double.task import VALIDATION_NUMBERS
+
+
+@dataclass
+class PPOScriptArguments(JudgeArguments):
+    value_warmup_updates: int = field(
+        default=8, metadata={"help": "critic warm-up: the first N PPO updates train the value model only"}
+    )
 
 
 def main(argv=None):
     script_args, config, model_args = parse_args(
-        (JudgeArguments, PPOConfig, ModelConfig), str(Path(__file__).parent / "configs" / "ppo.yaml"), argv
+        (PPOScriptArguments, PPOConfig, ModelConfig), str(Path(__file__).parent / "configs" / "ppo.yaml"), argv
     )
     fit_to_device(config)
     run = start_run(config)  # checkpoints go to <output_dir>-checkpoints; a rerun resumes from the latest
@@ -43,6 +50,7 @@ def main(argv=None):
         train_dataset=train_dataset,
         eval_dataset=eval_dataset,
         peft_config=get_peft_config(model_args),
+        value_warmup_updates=script_args.value_warmup_updates,
         **models,
     )
     judge = add_judge(trainer, script_args, config.seed)  # on the validation numbers; stops at the target

@@ -48,6 +48,15 @@ def ppo_args(ws, *extra) -> list[str]:
             "--output_dir", str(ws / "ppo"), *extra]  # fmt: skip
 
 
+def config_args(ws, *extra) -> list[str]:
+    """`--config bad.yaml` (written by `bad_yaml`) for any stage, with its outputs inside the workspace."""
+    return ["--config", str(ws / "bad.yaml"), *extra]
+
+
+def bad_yaml(ws) -> None:
+    (ws / "bad.yaml").write_text("max_steps: 5\nlearning_rate: [1.0e-3\n")  # an unclosed list
+
+
 def truncate(path: Path) -> None:
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
@@ -76,12 +85,33 @@ RECIPE_ROWS = [
      "unknown argument(s): --lerning_rate 1e-3"),
     ("negative learning rate", "sft", lambda ws: ["--learning_rate", "-0.001"], None,
      "learning_rate must be > 0, got -0.001: fix it in the YAML or with --learning_rate"),
+    ("learning rate inf", "sft", lambda ws: ["--learning_rate", "inf"], None,
+     "learning_rate must be a finite number, got inf: fix it in the YAML or with --learning_rate"),
+    ("learning rate nan in the YAML", "reward", lambda ws: config_args(ws, "--output_dir", str(ws / "out")),
+     lambda ws: (ws / "bad.yaml").write_text("learning_rate: .nan\n"),
+     "learning_rate must be a finite number, got nan"),
+    ("kl_coef inf", "ppo", lambda ws: ppo_args(ws, "--kl_coef", "inf"), None,
+     "kl_coef must be a finite number, got inf"),
+    ("target_exact_match nan", "ppo", lambda ws: ppo_args(ws, "--target_exact_match", "nan"), None,
+     "target_exact_match must be a finite number, got nan"),
+    *[(f"config that is not valid YAML ({stage})", stage, config_args, bad_yaml,
+       "config file {ws}/bad.yaml is not valid YAML (expected ',' or ']', but got '<stream end>', line 3 column 1): "
+       "fix its syntax") for stage in ("sft", "reward", "ppo", "evaluate")],
+    ("config that is no mapping", "sft", config_args, lambda ws: (ws / "bad.yaml").write_text("- max_steps: 5\n"),
+     "Config file {ws}/bad.yaml must contain a YAML mapping."),
     ("value of the wrong type", "reward", lambda ws: ["--max_steps", "many"], None,
      "argument --max_steps/--max-steps: invalid int value: 'many' (--help lists every option)"),
-    ("response_length 0", "ppo", lambda ws: ppo_args(ws, "--response_length", "0"), None,
-     "response_length must be >= 1"),
+    ("response_length too short for an answer and E", "ppo", lambda ws: ppo_args(ws, "--response_length", "5"),
+     None, "response_length must be >= 6 (an answer is up to 5 numerals and E), got 5"),
+    ("max_length too short for a sample", "sft", lambda ws: ["--max_length", "16"], None,
+     "max_length must be >= 17 (the longest sample, S__:9999x2=19998E), or null, got 16"),
+    ("PPO budget below one batch", "ppo", lambda ws: ppo_args(ws, "--total_episodes", "127"), None,
+     "total_episodes=127 is less than one PPO batch (per_device_train_batch_size x gradient_accumulation_steps x "
+     "processes = 128): raise --total_episodes to >= 128"),
+    ("judge never runs", "ppo", lambda ws: ppo_args(ws, "--total_episodes", "512", "--judge_every", "5"), None,
+     "judge_every=5 is more than the run's 4 PPO updates"),
     ("batch that does not split into the mini-batches", "ppo", lambda ws: ppo_args(ws, "--num_mini_batches", "3"),
-     None, "(per_device_train_batch_size x gradient_accumulation_steps = 64) does not split into num_mini_batches=3"),
+     None, "(per_device_train_batch_size x gradient_accumulation_steps = 128) does not split into num_mini_batches=3"),
     ("output_dir is a file", "sft", lambda ws: ["--output_dir", str(ws / "notes.txt")], None,
      "output_dir '{ws}/notes.txt' is a file, not a folder: pass another --output_dir"),
     ("resume from a folder that is no checkpoint", "sft",

@@ -27,7 +27,7 @@ def stage(wall: float, rss: float, returncode: int = 0) -> dict:
 
 def seed_result(seed: int, stages: dict, **outcome) -> dict:
     base = {"failed_stage": None, "total_s": None, "ppo_episodes": None, "ppo_episodes_per_s": None}
-    base.update(greedy_exact_match=None, target_met=None, time_to_target_s=None)
+    base.update(dict.fromkeys(bench.JUDGED), target_met=None, time_to_target_s=None)
     return {"seed": seed, "run_dir": f"/tmp/seed{seed}", "stages": stages, **base, **outcome}
 
 
@@ -42,6 +42,10 @@ def results():
         ppo_episodes=4096,
         ppo_episodes_per_s=20,
         greedy_exact_match=dict.fromkeys(PREFIXES, 1.0),
+        sampled_exact_match=dict.fromkeys(PREFIXES, 0.99),
+        sampled_correct=0.99,
+        sft_sampled_correct=0.98,
+        min_greedy_correct=0.995,
         target_met=True,
         time_to_target_s=60.0,
     )
@@ -53,6 +57,10 @@ def results():
         ppo_episodes=8192,
         ppo_episodes_per_s=30,
         greedy_exact_match={PREFIXES[0]: 1.0, PREFIXES[1]: 0.99, PREFIXES[2]: 0.998},
+        sampled_exact_match={PREFIXES[0]: 0.97, PREFIXES[1]: 0.95, PREFIXES[2]: 0.99},
+        sampled_correct=0.97,
+        sft_sampled_correct=0.98,
+        min_greedy_correct=0.9,
         target_met=False,
     )
     failed = seed_result(44, {"sft": stage(12.0, 0.6), "reward": stage(22.0, 0.7), "ppo": stage(5.0, 0.4, 1)})
@@ -104,21 +112,24 @@ def test_pipeline_table_rows_and_median(results):
     header = next(line for line in lines if line.startswith("| seed"))
     assert f"greedy exact {' / '.join(PREFIXES)}" in header
     rows = {line.split(" | ")[0]: line for line in lines if line.startswith("| 4") or line.startswith("| median")}
+    assert f"sampled exact {' / '.join(PREFIXES)}" in header and "lowest greedy correct during PPO" in header
     assert rows["| 42"] == (
-        "| 42 | 10.0 | 20.0 | 30.0 | 40.0 | 100.0 | 4096 | 20 | 100.0% / 100.0% / 100.0% | yes | 60.0 "
-        "| 0.50 / 0.60 / 0.70 / 0.80 |"
+        "| 42 | 10.0 | 20.0 | 30.0 | 40.0 | 100.0 | 4096 | 20 | 100.0% / 100.0% / 100.0% | 99.0% / 99.0% / 99.0% "
+        "| 98.0% → 99.0% | 99.5% | yes | 60.0 | 0.50 / 0.60 / 0.70 / 0.80 |"
     )
     assert rows["| 43"] == (
-        "| 43 | 10.0 | 20.0 | 50.0 | 40.0 | 120.0 | 8192 | 30 | 100.0% / 99.0% / 99.8% | no | — "
-        "| 0.50 / 0.60 / 0.90 / 0.80 |"
+        "| 43 | 10.0 | 20.0 | 50.0 | 40.0 | 120.0 | 8192 | 30 | 100.0% / 99.0% / 99.8% | 97.0% / 95.0% / 99.0% "
+        "| 98.0% → 97.0% | 90.0% | no | — | 0.50 / 0.60 / 0.90 / 0.80 |"
     )
     assert rows["| 44"] == (
-        "| 44 | 12.0 | 22.0 | failed (5.0) | — | — | — | — | — | failed: ppo | — | 0.60 / 0.70 / failed (0.40) / — |"
+        "| 44 | 12.0 | 22.0 | failed (5.0) | — | — | — | — | — | — | — → — | — | failed: ppo | — "
+        "| 0.60 / 0.70 / failed (0.40) / — |"
     )
-    # Medians over the seeds that have the number: the failed stage and the stages not run count for nothing.
+    # Medians over the seeds that have the number: the failed stage and the stages not run count for nothing; the
+    # lowest correct share is the lowest of any seed.
     assert rows["| median"] == (
-        "| median | 10.0 | 20.0 | 40.0 | 40.0 | 110.0 | 6144 | 25 | 100.0% / 99.5% / 99.9% | 1/3 | 60.0 "
-        "| 0.50 / 0.60 / 0.80 / 0.80 |"
+        "| median | 10.0 | 20.0 | 40.0 | 40.0 | 110.0 | 6144 | 25 | 100.0% / 99.5% / 99.9% | 98.0% / 97.0% / 99.0% "
+        "| 98.0% → 98.0% | 90.0% | 1/3 | 60.0 | 0.50 / 0.60 / 0.80 / 0.80 |"
     )
     assert "extra args: sft `--max_steps 30`" in lines[0]
     assert lines[-1] == "Machine: 2 CPU cores (os.cpu_count()), torch 2.x with 2 threads, Linux."
@@ -131,13 +142,26 @@ def test_median_summary(results):
     assert summary["time_to_target_s"] == 60.0
 
 
-def write_ppo_dir(path, history, exact):
-    path.mkdir()
-    (path / "trainer_state.json").write_text(json.dumps({"log_history": history}), encoding="utf-8")
-    greedy = {p: {"exact_match": exact[p], "correct": 1.0} for p in PREFIXES}
-    greedy["all"] = {"exact_match": sum(exact.values()) / 3}
-    results = {"greedy": greedy, "sampled": greedy, "judged_during_training": []}
-    (path / "eval_results.json").write_text(json.dumps(results, ensure_ascii=False), encoding="utf-8")
+def write_run_dir(path, history, greedy, sampled=None, correct=1.0, sft_correct=0.98, judged=(0.99, 0.98)):
+    """A run folder as the pipeline leaves it: ppo/{trainer_state,eval_results}.json and eval.json (SFT first)."""
+    (path / "ppo").mkdir(parents=True)
+    (path / "ppo" / "trainer_state.json").write_text(json.dumps({"log_history": history}), encoding="utf-8")
+
+    def rows(exact, correct):
+        return {p: {"exact_match": exact[p], "correct": correct} for p in PREFIXES}
+
+    results = {
+        "greedy": rows(greedy, 1.0),
+        "sampled": rows(sampled or greedy, correct),
+        "judged_during_training": [{"episode": 64 * i, "eval/correct": c} for i, c in enumerate(judged, 1)],
+    }
+    (path / "ppo" / "eval_results.json").write_text(json.dumps(results, ensure_ascii=False), encoding="utf-8")
+    sft = {
+        "greedy": rows(dict.fromkeys(PREFIXES, 0.3), 1.0),
+        "sampled": rows(dict.fromkeys(PREFIXES, 0.3), sft_correct),
+    }
+    evaluated = {str(path / "sft"): sft, str(path / "ppo"): results}
+    (path / "eval.json").write_text(json.dumps(evaluated, ensure_ascii=False), encoding="utf-8")
 
 
 HISTORY = [
@@ -149,11 +173,20 @@ HISTORY = [
 ]
 
 
-def test_ppo_progress_and_greedy_exact_match(tmp_path):
+def test_ppo_progress_and_judged(tmp_path):
     exact = {PREFIXES[0]: 1.0, PREFIXES[1]: 0.996, PREFIXES[2]: 0.994}
-    write_ppo_dir(tmp_path / "ppo", HISTORY, exact)
+    sampled = {PREFIXES[0]: 0.99, PREFIXES[1]: 0.98, PREFIXES[2]: 0.97}
+    write_run_dir(tmp_path, HISTORY, exact, sampled, correct=0.99, sft_correct=0.985, judged=(0.99, 0.96, 1.0))
     assert bench.ppo_progress(tmp_path / "ppo" / "trainer_state.json") == (128, 12)
-    assert bench.greedy_exact_match(tmp_path / "ppo" / "eval_results.json") == exact
+    numbers = bench.judged(tmp_path / "ppo", tmp_path / "eval.json")
+    assert numbers == {
+        "greedy_exact_match": exact,
+        "sampled_exact_match": sampled,
+        "sampled_correct": pytest.approx(0.99),
+        "sft_sampled_correct": pytest.approx(0.985),
+        "min_greedy_correct": 0.96,
+    }
+    assert bench.judged(tmp_path / "ppo", tmp_path / "no-eval.json")["sft_sampled_correct"] is None
 
 
 def test_ppo_progress_without_ppo_metrics(tmp_path):
@@ -161,11 +194,21 @@ def test_ppo_progress_without_ppo_metrics(tmp_path):
     assert bench.ppo_progress(tmp_path / "trainer_state.json") == (None, None)
 
 
-@pytest.mark.parametrize("low, met", [(0.995, True), (0.994, False)])
-def test_seed_outcome_target(tmp_path, low, met):
-    write_ppo_dir(tmp_path / "ppo", HISTORY, {PREFIXES[0]: 1.0, PREFIXES[1]: low, PREFIXES[2]: 1.0})
+@pytest.mark.parametrize(
+    "change, met",
+    [
+        ({}, True),
+        ({"greedy": {**dict.fromkeys(PREFIXES, 1.0), PREFIXES[1]: 0.994}}, False),  # greedy below 99.5 % for one prefix
+        ({"sampled": {**dict.fromkeys(PREFIXES, 0.99), PREFIXES[2]: 0.979}}, False),  # sampled below 98 % for one
+        ({"correct": 0.979, "sft_correct": 0.98}, False),  # PPO's sampled answers less often right than the SFT's
+        ({"judged": (0.99, 0.969, 1.0)}, False),  # greedy correct share dipped below 97 % during training
+    ],
+)
+def test_seed_outcome_targets(tmp_path, change, met):
+    settings = {"greedy": dict.fromkeys(PREFIXES, 0.995), "sampled": dict.fromkeys(PREFIXES, 0.98), **change}
+    write_run_dir(tmp_path, HISTORY, **settings)
     stages = {name: stage(10.0, 0.5) for name in bench.STAGES}
-    outcome = bench.seed_outcome(stages, tmp_path / "ppo")
+    outcome = bench.seed_outcome(stages, tmp_path)
     assert outcome["failed_stage"] is None and outcome["total_s"] == 40.0
     assert (outcome["ppo_episodes"], outcome["ppo_episodes_per_s"]) == (128, 12)
     assert outcome["target_met"] is met
@@ -174,7 +217,7 @@ def test_seed_outcome_target(tmp_path, low, met):
 
 def test_seed_outcome_failed_stage(tmp_path):
     stages = {"sft": stage(10.0, 0.5), "reward": stage(3.0, 0.5, returncode=2)}
-    outcome = bench.seed_outcome(stages, tmp_path / "ppo")
+    outcome = bench.seed_outcome(stages, tmp_path)
     assert outcome["failed_stage"] == "reward"
     assert outcome["total_s"] is None and outcome["target_met"] is None
 
@@ -190,7 +233,10 @@ def test_stage_commands_follow_the_makefile(tmp_path):
     assert list(commands) == list(bench.STAGES)
     assert commands["sft"][:2] == [sys.executable, "recipes/sft.py"]
     assert commands["sft"][2:6] == ["--seed", "7", "--data_seed", "7"]
-    assert commands["ppo"][1:3] == ["launch", "recipes/ppo.py"]
+    assert commands["ppo"][1] == "launch" and commands["ppo"][-4:-2] == ["--output_dir", str(tmp_path / "ppo")]
+    launch = commands["ppo"][: commands["ppo"].index("recipes/ppo.py")]
+    makefile = (ROOT / "Makefile").read_text()
+    assert " ".join(launch[2:]) in makefile.replace("\\\n\t", "")  # the Makefile's LAUNCH_ARGS
     assert commands["ppo"][-2:] == ["--total_episodes", "256"]
     assert commands["eval"][-2:] == ["--output_json", str(tmp_path / "eval.json")]
 

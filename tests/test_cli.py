@@ -2,6 +2,7 @@
 
 import io
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +12,7 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from ppo_double.cli import main, show_answer
-from ppo_double.evaluate import evaluate, format_table, generate_answers
+from ppo_double.evaluate import evaluate, format_comparison, format_table, generate_answers
 from ppo_double.modeling import build_policy, load_tokenizer
 from ppo_double.task import heldout_prompts
 
@@ -114,6 +115,7 @@ def test_every_command_has_its_own_help(capsys):
         ("eval", "exact_match"),
         ("compare", "before"),
         ("plots", "trainer_state.json"),
+        ("summary", "wall_times.tsv"),
     ]:
         with pytest.raises(SystemExit) as exit_info:
             main([command, "--help"])
@@ -154,16 +156,33 @@ def test_compare_prints_the_comparison_and_differing_examples(tiny_sft, untraine
         assert a.strip() != b.strip() and a.strip()[-1] in "✓✗" and b.strip()[-1] in "✓✗"
 
 
-def test_every_ppo_double_command_in_the_readme_runs(tiny_sft, tmp_path):
-    """The README's `ppo-double ...` examples, run as written (in a folder whose outputs/ holds tiny checkpoints)."""
+def test_summary_reports_times_table_models_and_next_commands(tiny_sft, untrained, capsys, tmp_path):
+    assert run_main(["summary", "--runs_dir", str(tmp_path)], capsys)[0] == 2  # nothing run yet: one error line
+    for stage, folder in (("sft", untrained), ("ppo", tiny_sft)):
+        shutil.copytree(folder, tmp_path / stage)
+    (tmp_path / "wall_times.tsv").write_text("sft\t70\nreward\t63\nppo\t77\neval\t7\n")
+    eval_json = tmp_path / "eval.json"
+    run_main(["compare", str(tmp_path / "sft"), str(tmp_path / "ppo"), "--output_json", str(eval_json)], capsys)
+    results = list(json.loads(eval_json.read_text(encoding="utf-8")).values())
+
+    code, out, err = run_main(["summary", "--runs_dir", str(tmp_path)], capsys)
+    assert code == 0 and err == ""
+    assert "wall time: sft 70 s, reward 63 s, ppo 77 s, eval 7 s; total 3 min 37 s" in out
+    assert format_comparison(*results) in out
+    assert f"models (save_pretrained folders): {tmp_path}/sft (SFT policy), {tmp_path}/ppo (PPO policy)" in out
+    assert f"ppo-double generate {tmp_path}/ppo 大写:3164" in out and "make plots" in out
+
+
+def test_every_ppo_double_command_in_the_docs_runs(tiny_sft, tmp_path):
+    """The `ppo-double ...` examples of README.md and docs/*.md, run as written (outputs/ holds tiny checkpoints)."""
     import re
     import shlex
     import shutil
 
     from conftest import ROOT
 
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    commands = [m.group(1) for m in re.finditer(r"^\$? ?(ppo-double [^#\n]*)", readme, flags=re.MULTILINE)]
+    pages = "\n".join(p.read_text(encoding="utf-8") for p in [ROOT / "README.md", *sorted(ROOT.glob("docs/*.md"))])
+    commands = [m.group(1) for m in re.finditer(r"^\$? ?(ppo-double [^#\n]*)", pages, flags=re.MULTILINE)]
     assert len(commands) >= 4
     for stage in ("sft", "ppo"):
         shutil.copytree(tiny_sft, tmp_path / "outputs" / stage)
@@ -173,3 +192,16 @@ def test_every_ppo_double_command_in_the_readme_runs(tiny_sft, tmp_path):
         out = subprocess.run([str(console_script), *argv], cwd=tmp_path, capture_output=True, text=True, timeout=300)
         assert out.returncode == 0, (command, out.stderr)
         assert out.stdout.strip(), command
+
+
+def test_every_make_target_in_the_docs_exists():
+    """`make X` in README.md and docs/*.md names a target of the Makefile."""
+    import re
+
+    from conftest import ROOT
+
+    pages = "\n".join(p.read_text(encoding="utf-8") for p in [ROOT / "README.md", *sorted(ROOT.glob("docs/*.md"))])
+    targets = set(re.findall(r"^([a-z-]+):", (ROOT / "Makefile").read_text(encoding="utf-8"), flags=re.MULTILINE))
+    named = set(re.findall(r"\bmake ([a-z][a-z-]*)", pages))
+    assert {"all", "test", "summary", "plots"} <= named
+    assert named <= targets, named - targets

@@ -20,6 +20,8 @@ TINY_PPO = [
     "1",
     "--target_exact_match",
     "null",
+    "--value_warmup_updates",
+    "1",
     "--disable_tqdm",
     "true",
 ]
@@ -73,6 +75,31 @@ def test_ppo_changes_policy_and_value_weights(tiny_sft, tiny_ppo):
     assert "score.weight" in changed and any(k.startswith("transformer.") for k in changed)
 
 
+def test_critic_warmup_holds_the_policy_still(tiny_sft, tiny_reward, tmp_path):
+    """During the value warm-up only the value model learns; the scheduler then releases the policy."""
+    ppo = load_recipe("ppo")
+    captured = {}
+    original = ppo.PPOTrainer.train
+
+    def train_and_capture(self, **kwargs):
+        captured["value_before"] = {k: v.clone() for k, v in self.value_model.state_dict().items()}
+        original(self, **kwargs)
+        captured["value_after"] = self.value_model.state_dict()
+        captured["policy_lr"] = [g["lr"] for g in self.optimizer.param_groups if not g["value_model"]]
+
+    ppo.PPOTrainer.train = train_and_capture
+    try:  # TINY_PPO runs 4 updates: all of them warm-up (constant schedule: the policy's rate after it is the full one)
+        args = ["--value_warmup_updates", "4", "--lr_scheduler_type", "constant", "--learning_rate", "1e-3"]
+        ppo.main([*tiny_ppo_args(tiny_sft, tiny_reward, tmp_path / "ppo"), *args])
+    finally:
+        ppo.PPOTrainer.train = original
+    before, after = _weights(tiny_sft), _weights(tmp_path / "ppo")
+    assert all(torch.equal(before[k], after[k]) for k in before)  # the policy never moved
+    value_before, value_after = captured["value_before"], captured["value_after"]
+    assert any(not torch.equal(value_before[k], value_after[k]) for k in value_before)
+    assert captured["policy_lr"] == [1e-3, 1e-3]  # both policy groups (decay, no decay) released after update 4
+
+
 def test_ppo_logs_the_judge_next_to_trl_metrics(tiny_ppo):
     out, captured = tiny_ppo
     logged = {k for entry in captured["log_history"] for k in entry}
@@ -93,7 +120,9 @@ def test_ppo_output_loads(tiny_ppo):
 
 @pytest.mark.slow
 def test_ppo_learns_to_follow_the_prefix(trained, tmp_path):
-    """The real learning check: from a trained SFT policy, PPO must make the prefix decide the numeral system."""
+    """The real learning check: from a trained SFT policy, PPO must make the prefix decide the numeral system, in greedy
+    and in sampled answers, without losing arithmetic. On a third of the default budget (at most ~70 s on 2 cores), so
+    the floors are below the targets the defaults reach (README "What it shows")."""
     sft, reward = trained / "sft", trained / "reward"
     before = load_recipe("evaluate")
     baseline = tmp_path / "baseline.json"
@@ -107,16 +136,22 @@ def test_ppo_learns_to_follow_the_prefix(trained, tmp_path):
             str(reward),
             "--output_dir",
             str(tmp_path / "ppo"),
+            "--total_episodes",
+            "6144",
             "--disable_tqdm",
             "true",
         ]
     )
-    sft_greedy = json.loads(baseline.read_text())[str(sft)]["greedy"]
-    ppo_greedy = json.loads((tmp_path / "ppo" / "eval_results.json").read_text())["greedy"]
+    sft_results = json.loads(baseline.read_text())[str(sft)]
+    ppo_results = json.loads((tmp_path / "ppo" / "eval_results.json").read_text())
     for prefix in ("数字", "小写", "大写"):
-        assert ppo_greedy[prefix]["exact_match"] >= 0.95, (prefix, ppo_greedy[prefix])
-        assert ppo_greedy[prefix]["exact_match"] >= sft_greedy[prefix]["exact_match"] + 0.3
-    assert ppo_greedy["all"]["correct"] >= 0.98
+        greedy, sampled = ppo_results["greedy"][prefix], ppo_results["sampled"][prefix]
+        assert greedy["exact_match"] >= 0.99, (prefix, greedy)
+        assert greedy["exact_match"] >= sft_results["greedy"][prefix]["exact_match"] + 0.3
+        assert sampled["exact_match"] >= 0.95, (prefix, sampled)
+    assert ppo_results["greedy"]["all"]["correct"] >= 0.99
+    assert ppo_results["sampled"]["all"]["correct"] >= sft_results["sampled"]["all"]["correct"] - 0.02
+    assert min(entry["eval/correct"] for entry in ppo_results["judged_during_training"]) >= 0.95
 
 
 def test_lora_trains_only_adapter_weights_and_saves_a_merged_policy(tiny_sft, tiny_reward, tmp_path):

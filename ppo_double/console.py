@@ -1,0 +1,40 @@
+"""What a run prints: our short lines, the progress bar and the result tables, not library output a user cannot act on.
+
+Each library message turned off here is named, with why it tells a user of this project nothing; everything else
+(a warning of a real problem) still shows. Applied on `import ppo_double`, before any TRL module is imported.
+"""
+
+import logging
+import warnings
+
+import datasets
+from transformers.utils import logging as hf_logging
+from trl.import_utils import TRLExperimentalWarning
+
+
+class _DropMessage(logging.Filter):
+    def __init__(self, start: str):
+        super().__init__()
+        self.start = start
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(self.start)
+
+
+def quiet_library_output() -> None:
+    # TRL 1.12 ships PPOTrainer only under `trl.experimental` (the reason for the pin, see README); its notice that
+    # experimental APIs may change says what the pin already handles.
+    warnings.filterwarnings("ignore", category=TRLExperimentalWarning)
+    # TRL 1.12's PPOTrainer reads `model.is_gradient_checkpointing`, renamed in transformers 5; TRL's code, and no TRL
+    # release after 1.12 has PPOTrainer to fix it.
+    warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+    # transformers' generate() drops an all-ones attention mask, then warns when a row that has finished feeds its pad
+    # token back in. Prompts here are never padded (ppo_double.evaluate batches them by length; PPO's all have one
+    # length), and every other forward pass in this project is given its mask.
+    hf_logging.get_logger("transformers.modeling_utils").addFilter(
+        _DropMessage("We strongly recommend passing in an `attention_mask`")
+    )
+    # Bars for loading, writing and uploading a few-MB model (milliseconds to seconds) and for SFTTrainer's dataset
+    # preparation (well under a second): the training bar is the one that tells how far a run is.
+    hf_logging.disable_progress_bar()
+    datasets.disable_progress_bars()
