@@ -176,7 +176,14 @@ def median_cells(runs: list[dict]) -> list[str]:
     ]
 
 
-def comparison_table(runs: list[dict], sft: dict[int, dict], host: dict, extra: dict) -> str:
+def extra_args(run: dict) -> list[str]:
+    """What a run's command added to the recipe's YAML besides seed, folders and the stop rule."""
+    command = run["stage"]["command"]
+    return command[command.index("--resume_from_checkpoint") + 2 :]
+
+
+def comparison_table(runs: list[dict], sft: dict[int, dict], host: dict) -> str:
+    extra = {f"{r['algorithm']} {r['seed']}": extra_args(r) for r in runs}
     extras = "; ".join(f"{name} `{shlex.join(args)}`" for name, args in extra.items() if args)
     lines = [
         "Same SFT and reward checkpoints per seed, each algorithm on its recipe defaults"
@@ -260,7 +267,7 @@ def main(argv=None) -> int:
         sft = {**{int(seed): v for seed, v in before["sft"].items()}, **sft}
     order = [(a, label) for a, label, _ in (SWEEP if args.sweep else [(a, "", []) for a in ALGORITHMS])]
     runs.sort(key=lambda r: (order.index((r["algorithm"], r["label"])), r["seed"]))
-    document = sweep_table(runs, sft, host) if args.sweep else comparison_table(runs, sft, host, extra)
+    document = sweep_table(runs, sft, host) if args.sweep else comparison_table(runs, sft, host)
     print(document)
     (out / f"{name}.md").write_text(document + "\n", encoding="utf-8")
     raw = {"machine": host, "target": TARGET, "sft": sft, "runs": runs}
