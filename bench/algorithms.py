@@ -13,8 +13,9 @@ validation numbers, on two judgements in a row (every 8 updates of 64 completion
 the target, completions per second (training and judging), greedy and sampled exact match per prefix, the sampled
 share of correct doubles (any system), the lowest greedy share of correct doubles while training, and peak RSS.
 Writes `algorithms.md` / `algorithms.json` under `--output_dir`, and a figure (`--figure`). `--sweep` writes
-`sweep.md` / `sweep.json` instead (rows run before and not again, `--rows`, stay in them). Wall times measured on a
-busy machine are not comparable across runs: say so.
+`sweep.md` / `sweep.json` instead. Runs of earlier invocations into the same `--output_dir` that were not run again
+(other seeds, algorithms or `--rows`) stay in the tables. Wall times measured on a busy machine are not comparable
+across runs: say so.
 """
 
 import argparse
@@ -44,12 +45,8 @@ SWEEP = (
 )
 
 
-def pct(value) -> str:
-    return bench.MISSING if value is None else f"{100 * value:.1f}%"
-
-
 def prefix_cell(values: dict | None) -> str:
-    return bench.MISSING if values is None else " / ".join(pct(values[p]) for p in PREFIXES)
+    return bench.MISSING if values is None else " / ".join(bench.pct(values[p]) for p in PREFIXES)
 
 
 # --- running --------------------------------------------------------------------------------------------------------
@@ -149,8 +146,8 @@ def cells(run: dict, sft: dict) -> list[str]:
         bench.fmt(run["completions_per_s"], ".0f"),
         prefix_cell(run["greedy"]),
         prefix_cell(run["sampled"]),
-        f"{pct(run['sampled_correct'])} ({pct(sft['sampled_correct'])})",
-        pct(run["min_greedy_correct_in_training"]),
+        f"{bench.pct(run['sampled_correct'])} ({bench.pct(sft['sampled_correct'])})",
+        bench.pct(run["min_greedy_correct_in_training"]),
         bench.fmt(run["stage"]["wall_s"]),
         bench.fmt(run["stage"]["peak_rss_gib"], ".2f"),
     ]
@@ -172,14 +169,21 @@ def median_cells(runs: list[dict]) -> list[str]:
         med("seconds_to_target"),
         bench.fmt(bench.median(r["completions_per_s"] for r in done), ".0f"),
         *(prefix_cell(median_per_prefix(done, mode)) for mode in ("greedy", "sampled")),
-        pct(bench.median(r["sampled_correct"] for r in done)),
-        pct(bench.median(r["min_greedy_correct_in_training"] for r in done)),
+        bench.pct(bench.median(r["sampled_correct"] for r in done)),
+        bench.pct(bench.median(r["min_greedy_correct_in_training"] for r in done)),
         bench.fmt(bench.median(r["stage"]["wall_s"] for r in done)),
         bench.fmt(bench.median(r["stage"]["peak_rss_gib"] for r in done), ".2f"),
     ]
 
 
-def comparison_table(runs: list[dict], sft: dict[int, dict], host: dict, extra: dict) -> str:
+def extra_args(run: dict) -> list[str]:
+    """What a run's command added to the recipe's YAML besides seed, folders and the stop rule."""
+    command = run["stage"]["command"]
+    return command[command.index("--resume_from_checkpoint") + 2 :]
+
+
+def comparison_table(runs: list[dict], sft: dict[int, dict], host: dict) -> str:
+    extra = {f"{r['algorithm']} {r['seed']}": extra_args(r) for r in runs}
     extras = "; ".join(f"{name} `{shlex.join(args)}`" for name, args in extra.items() if args)
     lines = [
         "Same SFT and reward checkpoints per seed, each algorithm on its recipe defaults"
@@ -256,21 +260,21 @@ def main(argv=None) -> int:
             runs.append({**run, "label": label})
 
     name = "sweep" if args.sweep else "algorithms"
-    if args.sweep and (out / "sweep.json").exists():  # rows run before (--rows): keep those not run again now
-        before = json.loads((out / "sweep.json").read_text(encoding="utf-8"))
-        ran = {(r["label"], r["seed"]) for r in runs}
-        runs = [r for r in before["runs"] if (r["label"], r["seed"]) not in ran] + runs
+    if (out / f"{name}.json").exists():  # runs of earlier invocations (other seeds, algorithms, rows) stay in
+        before = json.loads((out / f"{name}.json").read_text(encoding="utf-8"))
+        ran = {(r["algorithm"], r["label"], r["seed"]) for r in runs}
+        runs = [r for r in before["runs"] if (r["algorithm"], r["label"], r["seed"]) not in ran] + runs
         sft = {**{int(seed): v for seed, v in before["sft"].items()}, **sft}
-        order = [label for _, label, _ in SWEEP]
-        runs.sort(key=lambda r: (order.index(r["label"]) if r["label"] in order else len(order), r["seed"]))
-    document = sweep_table(runs, sft, host) if args.sweep else comparison_table(runs, sft, host, extra)
+    order = [(a, label) for a, label, _ in (SWEEP if args.sweep else [(a, "", []) for a in ALGORITHMS])]
+    runs.sort(key=lambda r: (order.index((r["algorithm"], r["label"])), r["seed"]))
+    document = sweep_table(runs, sft, host) if args.sweep else comparison_table(runs, sft, host)
     print(document)
     (out / f"{name}.md").write_text(document + "\n", encoding="utf-8")
     raw = {"machine": host, "target": TARGET, "sft": sft, "runs": runs}
     (out / f"{name}.json").write_text(json.dumps(raw, indent=2, ensure_ascii=False), encoding="utf-8")
     if not args.sweep:
         done = [r for r in runs if not r["failed"]]
-        histories = {a: [r["history"] for r in done if r["algorithm"] == a] for a in args.algorithms}
+        histories = {a: [r["history"] for r in done if r["algorithm"] == a] for a in ALGORITHMS}
         print(f"wrote {plot_algorithms(histories, Path(args.figure))}")
     return 1 if any(r["failed"] for r in runs) else 0
 

@@ -44,38 +44,23 @@ STAGES = {
         "auto_class": "AutoModelForSequenceClassification",
         "tags": ["trl", "reward-model", "bert"],
     },
-    "ppo": {
-        "title": "PPO policy",
-        "what": (
-            "the SFT policy after PPO (TRL 1.12's `trl.experimental.ppo.PPOTrainer`) against the reward classifier: "
-            "it answers in the numeral system the prompt's prefix names — `数字` digits, `小写` chinese lower, "
-            "`大写` chinese upper — without losing its arithmetic."
-        ),
-        "pipeline_tag": "text-generation",
-        "auto_class": "AutoModelForCausalLM",
-        "tags": ["trl", "ppo", "rlhf", "gpt2"],
-    },
-    "grpo": {
-        "title": "GRPO policy",
-        "what": (
-            "the SFT policy after GRPO (TRL's `GRPOTrainer`) against the reward classifier: it answers in the numeral "
-            "system the prompt's prefix names — `数字` digits, `小写` chinese lower, `大写` chinese upper — without "
-            "losing its arithmetic."
-        ),
-        "pipeline_tag": "text-generation",
-        "auto_class": "AutoModelForCausalLM",
-        "tags": ["trl", "grpo", "rlhf", "gpt2"],
-    },
-    "rloo": {
-        "title": "RLOO policy",
-        "what": (
-            "the SFT policy after RLOO (TRL's `RLOOTrainer`) against the reward classifier: it answers in the numeral "
-            "system the prompt's prefix names — `数字` digits, `小写` chinese lower, `大写` chinese upper — without "
-            "losing its arithmetic."
-        ),
-        "pipeline_tag": "text-generation",
-        "auto_class": "AutoModelForCausalLM",
-        "tags": ["trl", "rloo", "rlhf", "gpt2"],
+    **{
+        stage: {
+            "title": f"{stage.upper()} policy",
+            "what": (
+                f"the SFT policy after {stage.upper()} ({trainer}) against the reward classifier: it answers in the "
+                "numeral system the prompt's prefix names — `数字` digits, `小写` chinese lower, `大写` chinese "
+                "upper — without losing its arithmetic."
+            ),
+            "pipeline_tag": "text-generation",
+            "auto_class": "AutoModelForCausalLM",
+            "tags": ["trl", stage, "rlhf", "gpt2"],
+        }
+        for stage, trainer in (
+            ("ppo", "TRL 1.12's `trl.experimental.ppo.PPOTrainer`"),
+            ("grpo", "TRL's `GRPOTrainer`"),
+            ("rloo", "TRL's `RLOOTrainer`"),
+        )
     },
 }
 RL_STAGES = ("ppo", "grpo", "rloo")  # a policy trained against the reward, from the SFT checkpoint

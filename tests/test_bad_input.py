@@ -130,6 +130,12 @@ RECIPE_ROWS = [
     ("resume from a folder that is no checkpoint", "sft",
      lambda ws: ["--output_dir", str(ws / "out"), "--resume_from_checkpoint", str(ws / "sft")], None,
      "is no complete checkpoint"),
+    ("GRPO: reward checkpoint where a policy is expected", "grpo", lambda ws: ppo_args(ws, "--sft_model_path",
+     str(ws / "reward")), None, "holds the reward classifier (BERT), not a policy (GPT-2)"),
+    ("GRPO: a batch that does not hold whole groups", "grpo", lambda ws: ppo_args(ws, "--num_generations", "7"),
+     None, "generation_batch_size (64) must be divisible by num_generations (7)"),
+    ("RLOO: max_completion_length 0", "rloo", lambda ws: ppo_args(ws, "--max_completion_length", "0"), None,
+     "max_completion_length must be >= 6 (an answer is up to 5 numerals and E), got 0"),
 ]  # fmt: skip
 
 

@@ -53,16 +53,19 @@ def test_outcome_of_a_run_that_never_met_the_target():
 
 
 def test_comparison_table_has_a_row_per_run_and_a_median_per_algorithm():
-    stage = {"wall_s": 100.0, "peak_rss_gib": 1.0}
+    def stage(*extra):
+        return {"wall_s": 100.0, "peak_rss_gib": 1.0, "command": ["x", "--resume_from_checkpoint", "false", *extra]}
+
     runs = [
-        {"algorithm": a, "seed": s, "stage": stage, "failed": False, **algorithms.outcome(results(HISTORY))}
+        {"algorithm": a, "seed": s, "stage": stage(), "failed": False, **algorithms.outcome(results(HISTORY))}
         for a in ("ppo", "grpo")
         for s in (42, 43)
     ]
-    runs.append({"algorithm": "grpo", "seed": 44, "stage": stage, "failed": True})
+    runs[0]["stage"] = stage("--total_episodes", "8192")
+    runs.append({"algorithm": "grpo", "seed": 44, "stage": stage(), "failed": True})
     host = {"cpu_count": 2, "torch_threads": 2, "torch": "2.x", "platform": "Linux", "date": "today"}
     sft = dict.fromkeys((42, 43, 44), {"sampled_correct": 0.98})
-    lines = algorithms.comparison_table(runs, sft, host, {"ppo": ["--total_episodes", "8192"]}).splitlines()
+    lines = algorithms.comparison_table(runs, sft, host).splitlines()
     rows = [line for line in lines if line.startswith("| ")][2:]
     assert [row.split(" | ")[:2] for row in rows] == [
         ["| ppo", "42"], ["| ppo", "43"], ["| **ppo**", "median"],
@@ -71,7 +74,7 @@ def test_comparison_table_has_a_row_per_run_and_a_median_per_algorithm():
     assert rows[0].split(" | ")[2:4] == ["2560", "80.0"] and "99.0% (98.0%)" in rows[0]
     assert rows[5].split(" | ")[2] == "failed"
     assert rows[6].split(" | ")[2] == "2560 (2/3 reached)"
-    assert "extra args: ppo `--total_episodes 8192`" in lines[0]
+    assert "(extra args: ppo 42 `--total_episodes 8192`)" in lines[0]
 
 
 def test_the_figure_is_written(tmp_path):

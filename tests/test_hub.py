@@ -63,6 +63,7 @@ class FakeHub:
 @pytest.fixture(scope="module")
 def pushed(tmp_path_factory):
     """Run SFT, reward and PPO (tiny) with --push_to_hub; PPO starts from the SFT and reward folders just pushed."""
+    from test_online import TINY_GROUP
     from test_ppo import TINY_PPO
 
     root = tmp_path_factory.mktemp("hub")
@@ -74,22 +75,13 @@ def pushed(tmp_path_factory):
         mp.setattr(huggingface_hub.HfApi, "create_repo", lambda api, *a, **k: hub.create_repo(api, *a, **k))
         mp.setattr(huggingface_hub.HfApi, "upload_folder", lambda api, *a, **k: hub.upload_folder(api, *a, **k))
         push = ["--push_to_hub", "true", "--hub_model_id"]
+        start = ["--sft_model_path", str(root / "sft"), "--reward_model_path", str(root / "reward")]
         for stage, args in (
             ("sft", [*TINY_SFT, *push, "someone/ppo-double-sft"]),
             # the token given on the command line (the other runs take it from HF_TOKEN)
             ("reward", [*TINY_REWARD, *push, "someone/ppo-double-reward", "--hub_token", FAKE_CLI_TOKEN]),
-            (
-                "ppo",
-                [
-                    *TINY_PPO,
-                    *push,
-                    "someone/ppo-double-ppo",
-                    "--sft_model_path",
-                    str(root / "sft"),
-                    "--reward_model_path",
-                    str(root / "reward"),
-                ],
-            ),
+            ("ppo", [*TINY_PPO, *push, "someone/ppo-double-ppo", *start]),
+            ("grpo", [*TINY_GROUP, *push, "someone/ppo-double-grpo", *start]),
         ):
             start = len(hub.uploads)
             trainer = load_recipe(stage).main([*args, "--output_dir", str(root / stage)])
@@ -165,7 +157,7 @@ print(json.dumps(report))
 def stranger(pushed, tmp_path_factory):
     cwd = tmp_path_factory.mktemp("stranger")
     spec = {
-        "folders": {stage: str(pushed[stage]["uploads"][-1]["folder"]) for stage in ("sft", "reward", "ppo")},
+        "folders": {stage: str(pushed[stage]["uploads"][-1]["folder"]) for stage in ("sft", "reward", "ppo", "grpo")},
         "prompts": PROMPTS,
         "answers": ANSWERS,
     }
@@ -183,10 +175,10 @@ def stranger(pushed, tmp_path_factory):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-STAGE_MODELS = {"sft": "policy", "reward": "classifier", "ppo": "policy"}
+STAGE_MODELS = {"sft": "policy", "reward": "classifier", "ppo": "policy", "grpo": "policy"}
 
 
-@pytest.mark.parametrize("stage", ["sft", "reward", "ppo"])
+@pytest.mark.parametrize("stage", ["sft", "reward", "ppo", "grpo"])
 def test_one_push_of_the_final_folder_with_what_a_stranger_needs(pushed, stage):
     uploads = pushed[stage]["uploads"]
     assert len(uploads) == 1, "the folder must be pushed once, at the end (not also by save_model)"
@@ -210,11 +202,13 @@ def test_repos_are_created_with_the_token_from_the_environment_or_the_command_li
         ("someone/ppo-double-sft", None),
         ("someone/ppo-double-reward", FAKE_CLI_TOKEN),
         ("someone/ppo-double-ppo", None),
+        ("someone/ppo-double-grpo", None),
     }
-    assert [pushed[s]["uploads"][0]["token"] for s in ("sft", "reward", "ppo")] == [None, FAKE_CLI_TOKEN, None]
+    tokens = [pushed[s]["uploads"][0]["token"] for s in ("sft", "reward", "ppo", "grpo")]
+    assert tokens == [None, FAKE_CLI_TOKEN, None, None]
 
 
-@pytest.mark.parametrize("stage", ["sft", "reward", "ppo"])
+@pytest.mark.parametrize("stage", ["sft", "reward", "ppo", "grpo"])
 def test_no_token_in_any_uploaded_file(pushed, stage):
     upload = pushed[stage]["uploads"][0]
     for name in upload["files"]:
@@ -228,7 +222,7 @@ def _card(pushed, stage):
     return ModelCard.load(pushed[stage]["uploads"][0]["folder"] / "README.md")
 
 
-@pytest.mark.parametrize("stage", ["sft", "ppo"])
+@pytest.mark.parametrize("stage", ["sft", "ppo", "grpo"])
 def test_policy_card_gives_stage_config_and_judge_numbers(pushed, stage):
     card = _card(pushed, stage)
     assert card.data.library_name == "transformers"
@@ -246,6 +240,10 @@ def test_policy_card_gives_stage_config_and_judge_numbers(pushed, stage):
         for key, value in (("kl_coef", 0.1), ("total_episodes", 64), ("response_length", 7), ("use_peft", False)):
             assert f"| `{key}` | `{value}` |" in card.text
         assert "`episodes_run` | `64`" in card.text
+    elif stage == "grpo":
+        for key, value in (("num_generations", 4), ("beta", 0.0), ("max_completion_length", 7), ("max_steps", 4)):
+            assert f"| `{key}` | `{value}` |" in card.text
+        assert "`episodes_run` | `64`" in card.text  # 4 updates of 16 completions
     else:
         assert "| `max_steps` | `8` |" in card.text
     assert f'from_pretrained("someone/ppo-double-{stage}"' in card.text
@@ -262,7 +260,7 @@ def test_reward_card_gives_accuracy_per_class(pushed):
     assert "| `num_hidden_layers` | `1` |" in card.text and "| `invalid_fraction` | `0.4` |" in card.text
 
 
-@pytest.mark.parametrize("stage", ["sft", "ppo"])
+@pytest.mark.parametrize("stage", ["sft", "ppo", "grpo"])
 def test_stranger_gets_the_same_greedy_answers(pushed, stranger, stage):
     model = pushed[stage]["trainer"].model
     model = getattr(model, "policy", model)

@@ -38,7 +38,8 @@ STAGE_ARGS = {
 # What must match between runs: every logged loss and metric, except clocks and throughput, and two counters of the
 # process rather than the run: SFTTrainer's `num_tokens` and the Trainer's closing `train_loss` (on resume, TRL and
 # transformers count them from the restart, not from step 0; every per-step loss matches).
-UNRESTORED_KEYS = {"train_runtime", "train_samples_per_second", "train_steps_per_second", "eps", "total_flos"}
+UNRESTORED_KEYS = {"train_runtime", "train_samples_per_second", "train_steps_per_second", "eps", "step_time"}
+UNRESTORED_KEYS |= {"total_flos"}
 UNRESTORED_KEYS |= {"num_tokens", "train_loss"}
 
 
