@@ -20,7 +20,7 @@ def test_yaml_defaults_and_cli_override():
         (sft.SFTScriptArguments, SFTConfig), config, ["--max_steps", "7", "--n_layer", "2"]
     )
     assert training_args.max_steps == 7 and script_args.n_layer == 2
-    assert training_args.learning_rate == 1e-3  # untouched keys keep the YAML value
+    assert training_args.learning_rate == 3e-3  # untouched keys keep the YAML value
 
 
 def test_tiny_sft_writes_a_checkpoint_that_loads_and_generates(tiny_sft):
