@@ -44,7 +44,7 @@ class RewardScriptArguments:
     encoder_dropout: float = field(default=0.0, metadata={"help": "dropout inside the BERT encoder"})
     repair_steps: int = field(default=500, metadata={"help": "phase 1 steps: restore replaced numerals (0: skip)"})
     repair_corrupt_prob: float = field(default=0.3, metadata={"help": "phase 1: share of answer numerals replaced"})
-    detect_steps: int = field(default=1000, metadata={"help": "phase 2 steps: flag replaced numerals (0: skip)"})
+    detect_steps: int = field(default=2000, metadata={"help": "phase 2 steps: flag replaced numerals (0: skip)"})
     detect_corrupt_prob: float = field(default=0.15, metadata={"help": "phase 2: share of answer numerals replaced"})
 
 

@@ -1,4 +1,5 @@
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
@@ -6,12 +7,24 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def load_recipe(name: str):
-    """Import recipes/<name>.py as a module (recipes are scripts, not a package)."""
-    spec = importlib.util.spec_from_file_location(f"recipe_{name}", ROOT / "recipes" / f"{name}.py")
+def load_script(path: str):
+    """Import the script at `path` (from the repo root) as a module: recipes and bench scripts are no package.
+
+    bench/ is put on sys.path, as it is when a bench script runs: they import bench/bench.py as `bench`.
+    """
+    bench = str(ROOT / "bench")
+    if bench not in sys.path:
+        sys.path.insert(0, bench)
+    name = path.replace("/", "_").removesuffix(".py")
+    spec = importlib.util.spec_from_file_location(name, ROOT / path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def load_recipe(name: str):
+    """Import recipes/<name>.py as a module."""
+    return load_script(f"recipes/{name}.py")
 
 
 TINY_SFT = [

@@ -1,24 +1,14 @@
 """bench/bench.py's pure parts: README markers, the pipeline table and its medians, reading the PPO run's files."""
 
-import importlib.util
 import json
 import sys
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, load_script
 from ppo_double.task import PREFIXES
 
-
-def load_bench():
-    """Import bench/bench.py as a module (it is a script, not a package)."""
-    spec = importlib.util.spec_from_file_location("bench_script", ROOT / "bench" / "bench.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = load_bench()
+bench = load_script("bench/bench.py")
 
 
 def stage(wall: float, rss: float, returncode: int = 0) -> dict:

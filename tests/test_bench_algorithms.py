@@ -1,16 +1,10 @@
 """bench/algorithms.py's pure parts: when a run met the stop rule, the comparison table, the figure."""
 
-import importlib.util
-import sys
-
-from conftest import ROOT
+from conftest import load_script
 from ppo_double.plots import plot_algorithms
 from ppo_double.task import PREFIXES
 
-sys.path.insert(0, str(ROOT / "bench"))  # algorithms.py imports bench.py as `bench`, as when run as a script
-spec = importlib.util.spec_from_file_location("algorithms_bench", ROOT / "bench" / "algorithms.py")
-algorithms = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(algorithms)
+algorithms = load_script("bench/algorithms.py")
 
 
 def judgement(step: int, greedy: float, sampled: float, correct: float = 1.0) -> dict:

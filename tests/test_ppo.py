@@ -44,9 +44,9 @@ def _weights(folder):
     return load_file(str(folder / "model.safetensors"))
 
 
-@pytest.fixture(scope="module")
-def tiny_ppo(tiny_sft, tiny_reward, tmp_path_factory):
-    out = tmp_path_factory.mktemp("ppo")
+def run_ppo(args: list[str], capture=lambda trainer: {}) -> dict:
+    """recipes/ppo.py on `args`; returns the value model's weights before and after training, and `capture(trainer)`
+    read once it has trained."""
     ppo = load_recipe("ppo")
     captured = {}
     original = ppo.PPOTrainer.train
@@ -55,13 +55,22 @@ def tiny_ppo(tiny_sft, tiny_reward, tmp_path_factory):
         captured["value_before"] = {k: v.clone() for k, v in self.value_model.state_dict().items()}
         original(self, **kwargs)
         captured["value_after"] = self.value_model.state_dict()
-        captured["log_history"] = self.state.log_history
+        captured.update(capture(self))
 
     ppo.PPOTrainer.train = train_and_capture
     try:
-        ppo.main(tiny_ppo_args(tiny_sft, tiny_reward, out))
+        ppo.main(args)
     finally:
         ppo.PPOTrainer.train = original
+    return captured
+
+
+@pytest.fixture(scope="module")
+def tiny_ppo(tiny_sft, tiny_reward, tmp_path_factory):
+    out = tmp_path_factory.mktemp("ppo")
+    captured = run_ppo(
+        tiny_ppo_args(tiny_sft, tiny_reward, out), lambda trainer: {"log_history": trainer.state.log_history}
+    )
     return out, captured
 
 
@@ -78,22 +87,12 @@ def test_ppo_changes_policy_and_value_weights(tiny_sft, tiny_ppo):
 
 def test_critic_warmup_holds_the_policy_still(tiny_sft, tiny_reward, tmp_path):
     """During the value warm-up only the value model learns; the scheduler then releases the policy."""
-    ppo = load_recipe("ppo")
-    captured = {}
-    original = ppo.PPOTrainer.train
-
-    def train_and_capture(self, **kwargs):
-        captured["value_before"] = {k: v.clone() for k, v in self.value_model.state_dict().items()}
-        original(self, **kwargs)
-        captured["value_after"] = self.value_model.state_dict()
-        captured["policy_lr"] = [g["lr"] for g in self.optimizer.param_groups if not g["value_model"]]
-
-    ppo.PPOTrainer.train = train_and_capture
-    try:  # TINY_PPO runs 4 updates: all of them warm-up (constant schedule: the policy's rate after it is the full one)
-        args = ["--value_warmup_updates", "4", "--lr_scheduler_type", "constant", "--learning_rate", "1e-3"]
-        ppo.main([*tiny_ppo_args(tiny_sft, tiny_reward, tmp_path / "ppo"), *args])
-    finally:
-        ppo.PPOTrainer.train = original
+    # TINY_PPO runs 4 updates: all of them warm-up (constant schedule: the policy's rate after it is the full one).
+    args = ["--value_warmup_updates", "4", "--lr_scheduler_type", "constant", "--learning_rate", "1e-3"]
+    captured = run_ppo(
+        [*tiny_ppo_args(tiny_sft, tiny_reward, tmp_path / "ppo"), *args],
+        lambda trainer: {"policy_lr": [g["lr"] for g in trainer.optimizer.param_groups if not g["value_model"]]},
+    )
     before, after = _weights(tiny_sft), _weights(tmp_path / "ppo")
     assert all(torch.equal(before[k], after[k]) for k in before)  # the policy never moved
     value_before, value_after = captured["value_before"], captured["value_after"]

@@ -1,23 +1,16 @@
 """bench/reward_hacking.py's pure parts: the stages it runs, and what it reads from a PPO run and tabulates."""
 
-import importlib.util
 import json
 
 import pytest
 
-from conftest import ROOT
+from conftest import load_script
 from ppo_double.task import PREFIXES
 
 
 @pytest.fixture(scope="module")
 def hacking():
-    """bench/reward_hacking.py as a module (a script that imports bench/bench.py by name, as it does when run)."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.syspath_prepend(str(ROOT / "bench"))
-        spec = importlib.util.spec_from_file_location("reward_hacking", ROOT / "bench" / "reward_hacking.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    return module
+    return load_script("bench/reward_hacking.py")
 
 
 def last_value(command: list[str], flag: str) -> str:

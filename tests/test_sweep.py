@@ -1,21 +1,10 @@
 """bench/sweep.py's pure parts: which stages variants share, and reading the grid."""
 
-import importlib.util
-
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, load_script
 
-
-def load_sweep():
-    """Import bench/sweep.py as a module (a script; it imports bench/bench.py from its folder)."""
-    spec = importlib.util.spec_from_file_location("sweep_script", ROOT / "bench" / "sweep.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-sweep = load_sweep()
+sweep = load_script("bench/sweep.py")
 
 
 def test_stage_key_shares_upstream_stages_only():
