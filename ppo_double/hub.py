@@ -113,6 +113,7 @@ TRAINING_KEYS = {
         "kl_coef",
         "response_length",
         "temperature",
+        "value_warmup_updates",
         "missing_eos_penalty",
         "use_peft",
         "lora_r",
