@@ -75,8 +75,9 @@ class JudgeCallback(TrainerCallback):
             logs[f"eval/sampled_exact_match/{prefix}"] = sampled[prefix]["exact_match"]
             logs[f"eval/correct/{prefix}"] = greedy[prefix]["correct"]
         seconds = time.perf_counter() - self.started  # since this process began training, judging included
-        self.history.append({"episode": episodes(args, state.global_step), "step": state.global_step, **logs})
-        self.history[-1]["seconds"] = seconds
+        self.history.append(
+            {"episode": episodes(args, state.global_step), "step": state.global_step, **logs, "seconds": seconds}
+        )
         return logs
 
     def reached_target(self, logs: dict) -> bool:

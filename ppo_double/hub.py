@@ -82,6 +82,16 @@ _OPTIMIZATION_KEYS = (
     "warmup_steps",
     "weight_decay",
 )
+# The settings every RL stage's card ends with (PPO, GRPO, RLOO).
+_RL_COMMON = (
+    "use_peft",
+    "lora_r",
+    "lora_alpha",
+    "lora_target_modules",
+    "target_exact_match",
+    "target_sampled_exact_match",
+    "seed",
+)
 TRAINING_KEYS = {
     "sft": (
         *_OPTIMIZATION_KEYS,
@@ -115,13 +125,7 @@ TRAINING_KEYS = {
         "temperature",
         "value_warmup_updates",
         "missing_eos_penalty",
-        "use_peft",
-        "lora_r",
-        "lora_alpha",
-        "lora_target_modules",
-        "target_exact_match",
-        "target_sampled_exact_match",
-        "seed",
+        *_RL_COMMON,
     ),
     **dict.fromkeys(
         ("grpo", "rloo"),
@@ -144,13 +148,7 @@ TRAINING_KEYS = {
             "temperature",
             "missing_eos_penalty",
             "disable_dropout",
-            "use_peft",
-            "lora_r",
-            "lora_alpha",
-            "lora_target_modules",
-            "target_exact_match",
-            "target_sampled_exact_match",
-            "seed",
+            *_RL_COMMON,
         ),
     ),
 }
