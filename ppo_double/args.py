@@ -51,7 +51,10 @@ def parse_args(dataclass_types, default_config: str | None = None, argv: list[st
         raise UsageError(
             f"config file {config_file} is not valid YAML ({_yaml_problem(err)}): fix its syntax"
         ) from None
-    except (ValueError, TypeError) as err:  # a dataclass's own check (__post_init__), or YAML that is no mapping
+    except (ValueError, TypeError, ZeroDivisionError) as err:
+        # A config's own check (__post_init__) failed, or divided by a zero setting (GRPOConfig: num_generations 0),
+        # or the YAML is no mapping. Our check of the raw values first: it names the field and the fix.
+        check_fields(vars(parser.parse_known_args(argv)[0]))
         raise UsageError(first_line(err)) from None
     if unknown_in_config:
         keys = ", ".join(k[2:] for k in unknown_in_config[::2])
@@ -93,6 +96,7 @@ _VALUE_CHECKS = (
         f">= {MAX_SAMPLE_TOKENS} (the longest sample, S__:9999x2=19998E), or null",
     ),
     ("num_iterations", lambda v: v >= 1, ">= 1"),
+    ("num_generations", lambda v: v is None or v >= 2, ">= 2 (GRPO and RLOO compare the completions of one prompt)"),
     ("beta", lambda v: v >= 0, ">= 0"),
     ("num_mini_batches", lambda v: v >= 1, ">= 1"),
     ("num_ppo_epochs", lambda v: v >= 1, ">= 1"),
@@ -112,18 +116,10 @@ _VALUE_CHECKS = (
 
 
 def check_values(*parsed) -> None:
-    """UsageError for the first invalid value in the parsed dataclasses, naming the field, the value and the fix.
-
-    Every float must be a finite number (`inf` and `nan` parse as floats and only fail inside the training loop); then
-    each field in _VALUE_CHECKS; then the settings under which a run would train nothing or could not be right.
-    """
+    """UsageError for the first invalid value in the parsed dataclasses, naming the field, the value and the fix:
+    check_fields, then the settings under which a run would train nothing or could not be right."""
     values = {f.name: getattr(args, f.name) for args in parsed for f in dataclasses.fields(args)}
-    for name, value in values.items():
-        if isinstance(value, float) and not math.isfinite(value):
-            raise UsageError(f"{name} must be a finite number, got {value}: fix it in the YAML or with --{name}")
-    for name, valid, must in _VALUE_CHECKS:
-        if name in values and not valid(values[name]):
-            raise UsageError(f"{name} must be {must}, got {values[name]!r}: fix it in the YAML or with --{name}")
+    check_fields(values)
     # SFT and reward train for max_steps (no epochs); PPO counts episodes instead.
     if "total_episodes" not in values and values.get("max_steps", 1) < 1:
         raise UsageError(f"max_steps must be >= 1, got {values['max_steps']}: fix it in the YAML or with --max_steps")
@@ -132,6 +128,17 @@ def check_values(*parsed) -> None:
     for size, heads in (("n_embd", "n_head"), ("hidden_size", "num_attention_heads")):
         if size in values and values[size] % values[heads]:
             raise UsageError(f"{size}={values[size]} must be a multiple of {heads}={values[heads]}")
+
+
+def check_fields(values: dict) -> None:
+    """Every float must be a finite number (`inf` and `nan` parse as floats and only fail inside the training loop);
+    then each field of `values` (name -> value) that _VALUE_CHECKS knows."""
+    for name, value in values.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise UsageError(f"{name} must be a finite number, got {value}: fix it in the YAML or with --{name}")
+    for name, valid, must in _VALUE_CHECKS:
+        if name in values and not valid(values[name]):
+            raise UsageError(f"{name} must be {must}, got {values[name]!r}: fix it in the YAML or with --{name}")
 
 
 def _check_ppo_budget(values: dict) -> None:

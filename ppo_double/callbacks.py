@@ -24,19 +24,30 @@ def episodes(args, step: int) -> int:
     return step * args.batch_size
 
 
+def holds_target(logs: dict, start: dict, target: float, sampled_target: float, keep_correct: bool) -> bool:
+    """The stop rule on one judgement (`logs`; `start`: the judgement of the starting policy)."""
+    return (not keep_correct or logs["eval/sampled_correct"] >= start["eval/sampled_correct"]) and all(
+        logs[f"eval/exact_match/{p}"] >= target and logs[f"eval/sampled_exact_match/{p}"] >= sampled_target
+        for p in PREFIXES
+    )
+
+
 class JudgeCallback(TrainerCallback):
     """Every `every` updates: greedy and sampled (T=1) answers on held-out prefixed prompts, scored by the judge.
 
     Logs `eval/exact_match` (greedy; overall and per prefix), `eval/sampled_exact_match` (overall and per prefix),
     `eval/correct` (greedy share of correct doubles in any system; overall and per prefix) and
     `eval/sampled_correct` next to TRL's own metrics, through the Trainer's `log`, so they reach the console,
-    `log_history` and every tracker. With `target`, training stops once
-    greedy exact match is >= target and sampled exact match >= `sampled_target`, for every prefix, on `patience`
-    evaluations in a row: the callback sets `control.should_training_stop`, which GRPOTrainer and RLOOTrainer honour
-    (and ppo_double.ppo.PPOTrainer, for TRL's PPO loop that does not). The prompts come from VALIDATION_NUMBERS: the
-    test numbers stay untouched by any training decision. `history` keeps every judgement with its update (`step`),
-    `episode` and `seconds` since training began in this process. One callback for PPOTrainer (whose model wraps
-    `policy` and value model), GRPOTrainer and RLOOTrainer (whose model is the policy).
+    `log_history` and every tracker. The starting policy is judged too, before the first update (logged at step 0).
+
+    With `target`, training stops once greedy exact match is >= target and sampled exact match >= `sampled_target`,
+    for every prefix, on `patience` evaluations in a row; with `keep_correct`, the sampled share of correct doubles
+    must also be no lower than the starting policy's. The callback then sets `control.should_training_stop`, which
+    GRPOTrainer and RLOOTrainer honour (and ppo_double.ppo.PPOTrainer, for TRL's PPO loop that does not). The prompts
+    come from VALIDATION_NUMBERS: the test numbers stay untouched by any training decision. `history` keeps every
+    judgement with its update (`step`), `episode` and `seconds` since training began in this process; a resumed run
+    replays it from the log history. One callback for PPOTrainer (whose model wraps `policy` and value model),
+    GRPOTrainer and RLOOTrainer (whose model is the policy).
     """
 
     def __init__(
@@ -47,6 +58,7 @@ class JudgeCallback(TrainerCallback):
         target: float | None = None,
         sampled_target: float = 0.0,
         patience: int = 2,
+        keep_correct: bool = False,
         seed: int = 0,
     ):
         self.trainer = trainer
@@ -55,12 +67,22 @@ class JudgeCallback(TrainerCallback):
         self.target = target
         self.sampled_target = sampled_target
         self.patience = patience
+        self.keep_correct = keep_correct
         self.seed = seed
         self.streak = 0
         self.history = []
         self.started = time.perf_counter()
 
     def judge(self, args, state) -> dict:
+        """The policy's verdicts now, recorded in `history` and returned as logs."""
+        logs = self.measure()
+        seconds = time.perf_counter() - self.started  # since this process began training, judging included
+        self.history.append(
+            {"episode": episodes(args, state.global_step), "step": state.global_step, **logs, "seconds": seconds}
+        )
+        return logs
+
+    def measure(self) -> dict:
         model = self.trainer.accelerator.unwrap_model(self.trainer.model)
         policy = getattr(model, "policy", model)
         was_training = policy.training
@@ -74,18 +96,10 @@ class JudgeCallback(TrainerCallback):
             logs[f"eval/exact_match/{prefix}"] = greedy[prefix]["exact_match"]
             logs[f"eval/sampled_exact_match/{prefix}"] = sampled[prefix]["exact_match"]
             logs[f"eval/correct/{prefix}"] = greedy[prefix]["correct"]
-        seconds = time.perf_counter() - self.started  # since this process began training, judging included
-        self.history.append(
-            {"episode": episodes(args, state.global_step), "step": state.global_step, **logs, "seconds": seconds}
-        )
         return logs
 
     def reached_target(self, logs: dict) -> bool:
-        return all(
-            logs[f"eval/exact_match/{p}"] >= self.target
-            and logs[f"eval/sampled_exact_match/{p}"] >= self.sampled_target
-            for p in PREFIXES
-        )
+        return holds_target(logs, self.history[0], self.target, self.sampled_target, self.keep_correct)
 
     def on_train_begin(self, args, state, control, **kwargs):
         # A resumed run: the judgements so far are in the restored log history; replay them for history and streak.
@@ -94,7 +108,17 @@ class JudgeCallback(TrainerCallback):
             if "eval/exact_match" in entry:
                 logs = {k: v for k, v in entry.items() if k.startswith("eval/")}
                 self.history.append({"episode": episodes(args, entry["step"]), "step": entry["step"], **logs})
-                self.streak = self.streak + 1 if self.target is not None and self.reached_target(logs) else 0
+                if entry["step"] > 0:
+                    self.streak = self.streak + 1 if self.target is not None and self.reached_target(logs) else 0
+        if not self.history:  # a new run: the starting point, for the plots and for keep_correct
+            self.log(self.judge(args, state), control)
+
+    def log(self, logs: dict, control) -> None:
+        # Trainer.log, not GRPO's and RLOO's override of it: theirs would flush the metrics they average between two
+        # logging steps into this entry. Its on_log clears `should_log`: the update's own log entry must still follow.
+        should_log = control.should_log
+        Trainer.log(self.trainer, logs)
+        control.should_log = should_log
 
     def on_step_end(self, args, state, control, **kwargs):
         # Every rank judges (the weights, hence the answers for a fixed seed, are identical), so all ranks reach the
@@ -102,20 +126,17 @@ class JudgeCallback(TrainerCallback):
         if state.global_step % self.every != 0:
             return
         logs = self.judge(args, state)
-        # Trainer.log, not GRPO's and RLOO's override of it: theirs would flush the metrics they average between two
-        # logging steps into this entry. Its on_log clears `should_log`: the update's own log entry must still follow.
-        should_log = control.should_log
-        Trainer.log(self.trainer, logs)
-        control.should_log = should_log
+        self.log(logs, control)
         if self.target is None:
             return
         self.streak = self.streak + 1 if self.reached_target(logs) else 0
         if self.streak >= self.patience:
             logger.warning(
-                "validation exact match >= %.1f%% greedy and >= %.1f%% sampled for every prefix on %d evaluations in "
-                "a row: stopping at episode %d",
+                "validation exact match >= %.1f%% greedy and >= %.1f%% sampled for every prefix%s on %d evaluations "
+                "in a row: stopping at episode %d",
                 100 * self.target,
                 100 * self.sampled_target,
+                ", sampled answers right doubles as often as at the start" if self.keep_correct else "",
                 self.patience,
                 episodes(args, state.global_step),
             )

@@ -90,6 +90,7 @@ _RL_COMMON = (
     "lora_target_modules",
     "target_exact_match",
     "target_sampled_exact_match",
+    "target_keep_correct",
     "seed",
 )
 TRAINING_KEYS = {

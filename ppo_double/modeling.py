@@ -2,6 +2,7 @@
 
 import copy
 
+import torch
 from transformers import (
     BertConfig,
     BertForMaskedLM,
@@ -13,7 +14,7 @@ from transformers import (
     GPT2LMHeadModel,
 )
 
-from .task import SYSTEMS
+from .task import PREFIXES, SYSTEMS
 from .tokenizer import VOCAB, CharTokenizer
 
 BOS_ID, EOS_ID, PAD_ID = VOCAB.index("S"), VOCAB.index("E"), VOCAB.index("P")
@@ -43,6 +44,21 @@ def build_policy(n_embd: int = 64, n_head: int = 4, n_layer: int = 4, n_position
 def default_generation_config(max_new_tokens: int = 7) -> GenerationConfig:
     """Answers are at most 5 numerals + EOS, so 7 new tokens leave room to see a missing EOS."""
     return GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False, **_special_ids())
+
+
+@torch.no_grad()
+def scale_prefix_embeddings(model) -> None:
+    """Scale the input embeddings of the prefix characters (数字大写小) to the other rows' mean norm, directions kept.
+
+    SFT's prompts are unprefixed, so these rows never got a gradient: they keep their random initial scale (norm
+    ~0.16, against ~0.6 for the trained rows), and PPO at its learning rate first spends thousands of episodes growing
+    them before the model can tell the prefixes apart. New tokens' embeddings are usually initialised at the scale of
+    the trained ones; these are new to the model in the same way. (The output head is separate: untouched.)
+    """
+    weight = model.get_input_embeddings().weight
+    prefix = torch.zeros(len(weight), dtype=torch.bool)
+    prefix[sorted({VOCAB.index(c) for c in "".join(PREFIXES)})] = True
+    weight[prefix] *= weight[~prefix].norm(dim=1).mean() / weight[prefix].norm(dim=1, keepdim=True)
 
 
 class GPT2ValueModel(GPT2ForSequenceClassification):

@@ -38,6 +38,13 @@ class JudgeArguments:
     target_sampled_exact_match: float = field(
         default=0.0, metadata={"help": "...and this sampled (T=1) validation exact match"}
     )
+    target_keep_correct: bool = field(
+        default=True,
+        metadata={
+            "help": "...and a sampled share of correct doubles (any system) no lower than the starting policy's "
+            "(judged before the first update)"
+        },
+    )
     target_patience: int = field(default=2, metadata={"help": "...on this many judged updates in a row"})
 
 
@@ -60,12 +67,13 @@ def add_judge(trainer, script_args: JudgeArguments, seed: int) -> JudgeCallback:
         target=script_args.target_exact_match,
         sampled_target=script_args.target_sampled_exact_match,
         patience=script_args.target_patience,
+        keep_correct=script_args.target_keep_correct,
         seed=seed,
     )
-    trainer.add_callback(judge)
-    if not trainer.args.disable_tqdm:
+    if not trainer.args.disable_tqdm:  # before the judge: the bar exists when it logs the starting point
         trainer.remove_callback(ProgressCallback)
         trainer.add_callback(CompactProgressCallback)
+    trainer.add_callback(judge)
     return judge
 
 

@@ -14,7 +14,7 @@ from trl.experimental.ppo import PPOTrainer as TRLPPOTrainer
 
 from .checkpoints import TRAINER_STATE, WEIGHTS, check_checkpoint
 from .errors import UsageError
-from .modeling import build_value_model
+from .modeling import build_value_model, scale_prefix_embeddings
 from .reward import NumeralReward, load_scorer
 
 logger = logging.getLogger(__name__)
@@ -23,23 +23,28 @@ __all__ = ["PPOConfig", "PPOTrainer", "build_ppo_models"]  # recipes take TRL's 
 
 
 def build_ppo_models(
-    sft_model_path: str, reward_model_path: str | None, reward: str = "classifier", use_peft: bool = False
+    sft_model_path: str,
+    reward_model_path: str | None,
+    reward: str = "classifier",
+    use_peft: bool = False,
+    scale_prefixes: bool = False,
 ) -> dict:
     """policy, ref_model, value_model and reward_model, as PPOTrainer takes them.
 
     The value model is GPT2ForSequenceClassification on the SFT transformer (its scalar head starts fresh); the
     reference is a frozen second copy of the SFT policy, or None with LoRA (TRL then disables the adapters). The
     reward model adapts the scorer of `reward` (`classifier`, from `reward_model_path`, or `rule`; ppo_double.reward).
+    `scale_prefixes`: the policy's and value model's prefix embeddings at the trained rows' scale (modeling.py).
     """
     check_checkpoint(sft_model_path, "policy")
     reward_model = NumeralReward(load_scorer(reward, reward_model_path))  # checks the classifier's folder too
     policy = AutoModelForCausalLM.from_pretrained(sft_model_path, use_safetensors=True)
-    return {
-        "model": policy,
-        "ref_model": None if use_peft else AutoModelForCausalLM.from_pretrained(sft_model_path, use_safetensors=True),
-        "value_model": build_value_model(sft_model_path),
-        "reward_model": reward_model,
-    }
+    ref_model = None if use_peft else AutoModelForCausalLM.from_pretrained(sft_model_path, use_safetensors=True)
+    value_model = build_value_model(sft_model_path)
+    if scale_prefixes:
+        scale_prefix_embeddings(policy)
+        scale_prefix_embeddings(value_model)
+    return {"model": policy, "ref_model": ref_model, "value_model": value_model, "reward_model": reward_model}
 
 
 VALUE_MODEL = "value_model"  # subfolder of a PPO checkpoint

@@ -27,6 +27,10 @@ class PPOScriptArguments(JudgeArguments):
     value_warmup_updates: int = field(
         default=8, metadata={"help": "critic warm-up: the first N PPO updates train the value model only"}
     )
+    scale_prefix_embeddings: bool = field(
+        default=False,
+        metadata={"help": "start the prefix characters' embeddings (never seen in SFT) at the trained rows' scale"},
+    )
 
 
 def main(argv=None):
@@ -42,7 +46,11 @@ def main(argv=None):
     if script_args.reward == "rule":
         config.reward_model_path = None  # unused: the model card and training_args.bin name no classifier
     models = build_ppo_models(
-        config.sft_model_path, config.reward_model_path, reward=script_args.reward, use_peft=model_args.use_peft
+        config.sft_model_path,
+        config.reward_model_path,
+        reward=script_args.reward,
+        use_peft=model_args.use_peft,
+        scale_prefixes=script_args.scale_prefix_embeddings,
     )
 
     # Data: prefixed prompts (`S大写:3164x2=`) over the three prefixes, training numbers only.

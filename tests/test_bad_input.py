@@ -134,6 +134,11 @@ RECIPE_ROWS = [
      str(ws / "reward")), None, "holds the reward classifier (BERT), not a policy (GPT-2)"),
     ("GRPO: a batch that does not hold whole groups", "grpo", lambda ws: ppo_args(ws, "--num_generations", "7"),
      None, "generation_batch_size (64) must be divisible by num_generations (7)"),
+    ("GRPO: num_generations 0 (GRPOConfig divides by it)", "grpo",
+     lambda ws: ppo_args(ws, "--num_generations", "0"), None,
+     "num_generations must be >= 2 (GRPO and RLOO compare the completions of one prompt), got 0"),
+    ("RLOO: one completion per prompt", "rloo", lambda ws: ppo_args(ws, "--num_generations", "1"), None,
+     "num_generations must be >= 2 (GRPO and RLOO compare the completions of one prompt), got 1"),
     ("RLOO: max_completion_length 0", "rloo", lambda ws: ppo_args(ws, "--max_completion_length", "0"), None,
      "max_completion_length must be >= 6 (an answer is up to 5 numerals and E), got 0"),
 ]  # fmt: skip

@@ -7,8 +7,9 @@ from ppo_double.task import PREFIXES
 algorithms = load_script("bench/algorithms.py")
 
 
-def judgement(step: int, greedy: float, sampled: float, correct: float = 1.0) -> dict:
+def judgement(step: int, greedy: float, sampled: float, correct: float = 1.0, sampled_correct: float = 0.99) -> dict:
     entry = {"step": step, "episode": 64 * step, "seconds": 2.0 * step, "eval/correct": correct}
+    entry["eval/sampled_correct"] = sampled_correct
     entry |= {f"eval/exact_match/{p}": greedy for p in PREFIXES}
     entry |= {f"eval/sampled_exact_match/{p}": sampled for p in PREFIXES}
     entry |= {"eval/exact_match": greedy, "eval/sampled_exact_match": sampled}
@@ -25,17 +26,19 @@ def results(history: list[dict]) -> dict:
 
 
 HISTORY = [
+    judgement(0, 0.3, 0.3, sampled_correct=0.985),  # the starting policy
     judgement(8, 0.9, 0.5, correct=0.97),
     judgement(16, 1.0, 0.99),  # held once
     judgement(24, 0.99, 0.99),  # greedy below 99.5 %: the streak restarts
-    judgement(32, 1.0, 0.98),
-    judgement(40, 1.0, 0.985),  # held twice in a row: the target
+    judgement(32, 1.0, 0.99, sampled_correct=0.98),  # right doubles less often than at the start: restarts too
+    judgement(40, 1.0, 0.985),
+    judgement(48, 1.0, 0.99),  # held twice in a row: the target
 ]
 
 
 def test_outcome_finds_the_judgement_where_the_stop_rule_held():
     outcome = algorithms.outcome(results(HISTORY))
-    assert outcome["completions_to_target"] == 64 * 40 and outcome["seconds_to_target"] == 80.0
+    assert outcome["completions_to_target"] == 64 * 48 and outcome["seconds_to_target"] == 96.0
     assert outcome["completions_per_s"] == 32.0
     assert outcome["min_greedy_correct_in_training"] == 0.97
     assert outcome["sampled_correct"] == 0.99
@@ -65,9 +68,9 @@ def test_comparison_table_has_a_row_per_run_and_a_median_per_algorithm():
         ["| ppo", "42"], ["| ppo", "43"], ["| **ppo**", "median"],
         ["| grpo", "42"], ["| grpo", "43"], ["| grpo", "44"], ["| **grpo**", "median"],
     ]  # fmt: skip
-    assert rows[0].split(" | ")[2:4] == ["2560", "80.0"] and "99.0% (98.0%)" in rows[0]
+    assert rows[0].split(" | ")[2:4] == ["3072", "96.0"] and "99.0% (98.0%)" in rows[0]
     assert rows[5].split(" | ")[2] == "failed"
-    assert rows[6].split(" | ")[2] == "2560 (2/3 reached)"
+    assert rows[6].split(" | ")[2] == "3072 (2/3 reached)"
     assert "(extra args: ppo 42 `--total_episodes 8192`)" in lines[0]
 
 

@@ -50,12 +50,13 @@ def test_the_judge_is_logged_next_to_trl_metrics(tiny_run):
     assert {f"eval/exact_match/{p}" for p in PREFIXES} <= logged
     # the judge's entries hold only its metrics: TRL's averages stay in TRL's own log entries
     judged = [entry for entry in trainer.state.log_history if "eval/exact_match" in entry]
-    assert [entry["step"] for entry in judged] == [2, 4] and not any("reward" in entry for entry in judged)
+    assert [entry["step"] for entry in judged] == [0, 2, 4] and not any("reward" in entry for entry in judged)
     assert [entry["step"] for entry in trainer.state.log_history if "reward" in entry] == [1, 2, 3, 4]
     results = json.loads((out / "eval_results.json").read_text())
     assert set(results["greedy"]) == {*PREFIXES, "all"} and results["greedy"]["all"]["n"] == 1500
     history = results["judged_during_training"]
-    assert [(h["step"], h["episode"]) for h in history] == [(2, 32), (4, 64)]  # 16 completions per update
+    # the starting policy, then every 2 updates of 16 completions
+    assert [(h["step"], h["episode"]) for h in history] == [(0, 0), (2, 32), (4, 64)]
     assert all(h["seconds"] > 0 for h in history)
 
 
@@ -66,11 +67,36 @@ def test_the_judge_stops_each_trainer_at_the_target(stage, tiny_sft, tiny_reward
     args = (tiny_ppo_args if stage == "ppo" else tiny_group_args)(tiny_sft, tiny_reward, tmp_path / "out")
     # every judgement meets a target of 0 %: the run stops at the first one, after update 1 of 4
     stop_at_once = ["--target_exact_match", "0", "--target_sampled_exact_match", "0", "--target_patience", "1"]
-    stop_at_once += ["--judge_every", "1"]
+    stop_at_once += ["--target_keep_correct", "false", "--judge_every", "1"]
     trainer = load_recipe(stage).main([*args, *stop_at_once])
     assert trainer.state.global_step == 1
     results = json.loads((tmp_path / "out" / "eval_results.json").read_text())
-    assert [h["step"] for h in results["judged_during_training"]] == [1]
+    assert [h["step"] for h in results["judged_during_training"]] == [0, 1]
+
+
+def test_the_stop_rule_waits_for_the_starting_policys_sampled_correct_share():
+    """target_keep_correct: a judgement counts only once sampled answers are right doubles as often as at step 0."""
+    from types import SimpleNamespace
+
+    from ppo_double.callbacks import JudgeCallback
+
+    def judgement(exact: float, sampled_correct: float) -> dict:
+        logs = {f"eval/{k}/{p}": exact for k in ("exact_match", "sampled_exact_match") for p in PREFIXES}
+        return {**logs, "eval/exact_match": exact, "eval/correct": 1.0, "eval/sampled_correct": sampled_correct}
+
+    for keep_correct, stopped_at in ((True, 4), (False, 2)):
+        # the start (exact 30 %, 99 % right doubles), then the targets held with 98.5, 98.8, 99.0, 99.2 % right doubles
+        verdicts = iter([judgement(0.3, 0.99), *(judgement(1.0, c) for c in (0.985, 0.988, 0.99, 0.992))])
+        judge = JudgeCallback(None, every=1, target=0.995, sampled_target=0.985, keep_correct=keep_correct)
+        judge.measure = verdicts.__next__
+        judge.log = lambda logs, control: None
+        args, state = SimpleNamespace(batch_size=64), SimpleNamespace(log_history=[], global_step=0)
+        control = SimpleNamespace(should_training_stop=False)
+        judge.on_train_begin(args, state, control)
+        while not control.should_training_stop:
+            state.global_step += 1
+            judge.on_step_end(args, state, control)
+        assert state.global_step == stopped_at
 
 
 def test_lora_trains_only_adapter_weights_and_saves_a_merged_policy(tiny_sft, tiny_reward, tmp_path):
