@@ -18,18 +18,22 @@ from .checkpoints import check_checkpoint, final_folder, start_run
 from .data import prompt_text_dataset
 from .evaluate import evaluate, format_table, save_results
 from .hub import save_and_push
-from .modeling import load_tokenizer
+from .modeling import load_tokenizer, scale_prefix_embeddings
 from .reward import RewardFunction, RewardKind, load_scorer
 from .task import heldout_prompts
 
 
 @dataclass
-class JudgeArguments:
-    """The reward, the judge during training, and the stop rule (PPO, GRPO, RLOO)."""
+class RLArguments:
+    """What PPO, GRPO and RLOO share: the reward, the start, the judge during training and its stop rule."""
 
     reward: RewardKind = field(
         default="classifier",
         metadata={"help": "classifier: p(requested system) from reward_model_path; rule: the judge's exact match"},
+    )
+    scale_prefix_embeddings: bool = field(
+        default=True,
+        metadata={"help": "start the prefix characters' embeddings (never seen in SFT) at the trained rows' scale"},
     )
     judge_every: int = field(default=8, metadata={"help": "judge held-out validation prompts every N updates"})
     target_exact_match: float | None = field(
@@ -49,7 +53,7 @@ class JudgeArguments:
 
 
 @dataclass
-class GroupArguments(JudgeArguments):
+class GroupArguments(RLArguments):
     """GRPO and RLOO: what PPOConfig has and GRPOConfig / RLOOConfig lack."""
 
     sft_model_path: str = field(default="outputs/sft", metadata={"help": "the SFT policy to start from"})
@@ -59,7 +63,7 @@ class GroupArguments(JudgeArguments):
     )
 
 
-def add_judge(trainer, script_args: JudgeArguments, seed: int) -> JudgeCallback:
+def add_judge(trainer, script_args: RLArguments, seed: int) -> JudgeCallback:
     """JudgeCallback on the validation numbers, and the compact console instead of the per-log metrics dict."""
     judge = JudgeCallback(
         trainer,
@@ -105,6 +109,8 @@ def train_group(trainer_class, stage: str, script_args: GroupArguments, config, 
     scorer = load_scorer(script_args.reward, script_args.reward_model_path)
     reward = RewardFunction(scorer, tokenizer, missing_eos_penalty=script_args.missing_eos_penalty)
     policy = AutoModelForCausalLM.from_pretrained(script_args.sft_model_path, use_safetensors=True)
+    if script_args.scale_prefix_embeddings:
+        scale_prefix_embeddings(policy)
 
     # Data: prefixed prompts (`S大写:3164x2=`) over the three prefixes, training numbers only, as text.
     trainer = trainer_class(

@@ -17,19 +17,15 @@ from ppo_double.checkpoints import start_run
 from ppo_double.data import prompt_dataset
 from ppo_double.errors import run as run_main
 from ppo_double.modeling import load_tokenizer
-from ppo_double.online import JudgeArguments, add_judge, save_final
+from ppo_double.online import RLArguments, add_judge, save_final
 from ppo_double.ppo import PPOConfig, PPOTrainer, build_ppo_models
 from ppo_double.task import VALIDATION_NUMBERS
 
 
 @dataclass
-class PPOScriptArguments(JudgeArguments):
+class PPOScriptArguments(RLArguments):
     value_warmup_updates: int = field(
         default=8, metadata={"help": "critic warm-up: the first N PPO updates train the value model only"}
-    )
-    scale_prefix_embeddings: bool = field(
-        default=False,
-        metadata={"help": "start the prefix characters' embeddings (never seen in SFT) at the trained rows' scale"},
     )
 
 

@@ -10,6 +10,7 @@ from transformers import AutoModelForCausalLM
 
 from conftest import load_recipe
 from ppo_double.task import PREFIXES
+from ppo_double.tokenizer import VOCAB
 
 TINY_GROUP = [
     "--max_steps", "4", "--per_device_train_batch_size", "16", "--num_generations", "4", "--judge_every", "2",
@@ -107,8 +108,14 @@ def test_lora_trains_only_adapter_weights_and_saves_a_merged_policy(tiny_sft, ti
     merged, sft = _weights(tmp_path / "grpo"), _weights(tiny_sft)
     assert not any("lora" in k for k in merged) and merged.keys() == sft.keys()
     changed = {k for k in merged if not torch.equal(merged[k], sft[k])}
-    # LoRA on c_attn, c_proj and c_fc: only those weights moved once merged
-    assert changed and all(k.endswith(("c_attn.weight", "c_proj.weight", "c_fc.weight")) for k in changed)
+    # LoRA on c_attn, c_proj and c_fc: only those weights moved once merged, and the prefix rows of the input
+    # embedding, scaled before training (scale_prefix_embeddings)
+    assert changed - {"transformer.wte.weight"}
+    assert all(
+        k.endswith(("c_attn.weight", "c_proj.weight", "c_fc.weight")) for k in changed - {"transformer.wte.weight"}
+    )
+    moved_rows = (merged["transformer.wte.weight"] != sft["transformer.wte.weight"]).any(dim=1).nonzero().flatten()
+    assert [VOCAB[i] for i in moved_rows] == sorted(set("".join(PREFIXES)), key=VOCAB.index)
 
 
 @pytest.mark.slow

@@ -237,3 +237,21 @@ def test_rule_reward_run_is_judged_resumable_and_pushable(tiny_sft, tmp_path):
     assert {"model.safetensors", "eval_results.json", "README.md"} <= upload["files"]
     card = (upload["folder"] / "README.md").read_text()
     assert "| `reward` | `rule` |" in card and "| `reward_model_path` | `None` |" in card
+
+
+def test_prefix_embeddings_start_at_the_trained_rows_scale(tiny_sft):
+    """SFT never sees a prefix: those rows keep their initial scale until scale_prefix_embeddings grows them."""
+    from ppo_double.modeling import scale_prefix_embeddings
+    from ppo_double.tokenizer import VOCAB
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_sft)
+    prefix = torch.tensor([c in "数字大写小" for c in VOCAB])
+    with torch.no_grad():  # trained rows grow (~4x in the real SFT); the tiny SFT's barely moved
+        model.get_input_embeddings().weight[~prefix] *= 4
+    before = model.get_input_embeddings().weight.detach().clone()
+    scale_prefix_embeddings(model)
+    after = model.get_input_embeddings().weight.detach()
+    assert torch.equal(after[~prefix], before[~prefix])
+    target = before[~prefix].norm(dim=1).mean()
+    assert torch.allclose(after[prefix].norm(dim=1), target.expand(5), rtol=1e-5)
+    assert torch.allclose(torch.nn.functional.cosine_similarity(after[prefix], before[prefix]), torch.ones(5))
