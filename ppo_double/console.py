@@ -39,6 +39,11 @@ def quiet_library_output() -> None:
     hf_logging.get_logger("transformers.utils.generic").addFilter(
         _DropMessage("`past_key_values`/`cache_params` are deprecated")
     )
+    # TRL 1.12's PPOTrainer calls generate() with a GenerationConfig and `return_dict_in_generate`/`output_scores`
+    # beside it, which transformers 5.24 deprecates: TRL's code, in a TRL module no later release has (the pin).
+    hf_logging.get_logger("transformers.generation.utils").addFilter(
+        _DropMessage("Passing `generation_config` together with generation-related arguments")
+    )
     # Bars for loading, writing and uploading a few-MB model (milliseconds to seconds) and for SFTTrainer's dataset
     # preparation (well under a second): the training bar is the one that tells how far a run is.
     hf_logging.disable_progress_bar()

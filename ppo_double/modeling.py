@@ -26,9 +26,14 @@ def _special_ids() -> dict:
 
 
 def build_policy(n_embd: int = 64, n_head: int = 4, n_layer: int = 4, n_positions: int = 128) -> GPT2LMHeadModel:
-    """The tutorial's GPT-2 from scratch: its output head `fc_out` is separate from the input embedding."""
+    """The tutorial's GPT-2 from scratch: its output head `fc_out` is separate from the input embedding.
+
+    GELU as torch's fused tanh approximation: the same function as GPT-2's default `gelu_new` (the same answers from
+    the same weights), one kernel instead of seven; at this size the activation was ~11 % of PPO's time.
+    """
     config = GPT2Config(
         vocab_size=len(VOCAB),
+        activation_function="gelu_pytorch_tanh",
         n_embd=n_embd,
         n_head=n_head,
         n_layer=n_layer,
