@@ -2,6 +2,7 @@
 sweep behind GRPO's and RLOO's defaults.
 
     make bench ARGS="--algorithms"                                  # ppo, grpo, rloo x seeds 42 43 44
+    make bench ARGS="--algorithms --readme README.md"               # also write the table into the README
     python bench/algorithms.py --seeds 42 --algorithms grpo rloo    # a subset
     python bench/algorithms.py --sweep --seeds 42                   # the settings tried for GRPO's and RLOO's defaults
 
@@ -35,6 +36,7 @@ from ppo_double.plots import plot_algorithms
 from ppo_double.task import PREFIXES, heldout_prompts
 
 ALGORITHMS = ("ppo", "grpo", "rloo")
+README_MARKERS = ("<!-- algorithms:start -->", "<!-- algorithms:end -->")
 TARGET = {
     "target_exact_match": 0.995,
     "target_sampled_exact_match": 0.985,
@@ -248,6 +250,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--rows", nargs="+", type=int, help="--sweep: only these rows of SWEEP (0-based)")
     parser.add_argument("--output_dir", default="outputs/bench")
     parser.add_argument("--figure", default="outputs/bench/algorithms.png", help="the comparison's figure")
+    parser.add_argument("--readme", help="also write the comparison between the algorithms markers of this file")
     for algorithm in ALGORITHMS:
         parser.add_argument(f"--{algorithm}-args", default="", help=f"extra arguments for recipes/{algorithm}.py")
     return parser.parse_args(argv)
@@ -255,6 +258,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.readme:
+        bench.check_readme(args.readme, README_MARKERS)
     out = Path(args.output_dir).resolve()
     host = {**bench.machine(), "date": time.strftime("%Y-%m-%d")}
     extra = {a: shlex.split(getattr(args, f"{a}_args")) for a in ALGORITHMS}
@@ -287,6 +292,9 @@ def main(argv=None) -> int:
         done = [r for r in runs if not r["failed"]]
         histories = {a: [r["history"] for r in done if r["algorithm"] == a] for a in ALGORITHMS}
         print(f"wrote {plot_algorithms(histories, Path(args.figure))}")
+        if args.readme:
+            bench.update_readme(args.readme, document, README_MARKERS)
+            print(f"wrote the comparison into {args.readme}")
     return 1 if any(r["failed"] for r in runs) else 0
 
 

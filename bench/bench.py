@@ -47,7 +47,7 @@ STAGES = ("sft", "reward", "ppo", "eval")
 # match, a sampled correct-double share no lower than the SFT's on the same prompts, and during PPO a greedy
 # correct-double share on the validation numbers never below FLOOR_CORRECT.
 TARGET_GREEDY, TARGET_SAMPLED, FLOOR_CORRECT = 0.995, 0.98, 0.97
-README_START, README_END = "<!-- bench:start -->", "<!-- bench:end -->"
+README_START, README_END = README_MARKERS = ("<!-- bench:start -->", "<!-- bench:end -->")
 LOG_TAIL_LINES = 20
 MISSING = "—"
 # What the Makefile passes `accelerate launch` without a config file (else it lists the defaults it assumed).
@@ -450,38 +450,38 @@ def pipeline_table(results: list[dict], extra: dict[str, list[str]], host: dict)
 # --- README ---------------------------------------------------------------------------------------------------------
 
 
-def marker_lines(lines: list[str]) -> tuple[int, int]:
-    """Indices of the README's start and end marker lines; ValueError when missing, repeated or out of order."""
-    starts = [i for i, line in enumerate(lines) if line.strip() == README_START]
-    ends = [i for i, line in enumerate(lines) if line.strip() == README_END]
+def marker_lines(lines: list[str], markers: tuple[str, str] = README_MARKERS) -> tuple[int, int]:
+    """Indices of the start and end marker lines; ValueError when missing, repeated or out of order."""
+    starts = [i for i, line in enumerate(lines) if line.strip() == markers[0]]
+    ends = [i for i, line in enumerate(lines) if line.strip() == markers[1]]
     if len(starts) != 1 or len(ends) != 1 or starts[0] > ends[0]:
         raise ValueError(
-            f"expected one line {README_START!r} followed by one line {README_END!r}; found {len(starts)} start "
+            f"expected one line {markers[0]!r} followed by one line {markers[1]!r}; found {len(starts)} start "
             f"and {len(ends)} end markers"
         )
     return starts[0], ends[0]
 
 
-def replace_between_markers(text: str, block: str) -> str:
+def replace_between_markers(text: str, block: str, markers: tuple[str, str] = README_MARKERS) -> str:
     """`text` with everything between the marker lines replaced by `block` (blank lines around it)."""
     lines = text.splitlines()
-    start, end = marker_lines(lines)
+    start, end = marker_lines(lines, markers)
     new = [*lines[: start + 1], "", *block.strip("\n").splitlines(), "", *lines[end:]]
     return "\n".join(new) + ("\n" if text.endswith("\n") else "")
 
 
-def check_readme(path: Path) -> None:
+def check_readme(path: Path, markers: tuple[str, str] = README_MARKERS) -> None:
     """Fail early, before any measurement, when `path` lacks the markers."""
     try:
-        marker_lines(Path(path).read_text(encoding="utf-8").splitlines())
+        marker_lines(Path(path).read_text(encoding="utf-8").splitlines(), markers)
     except ValueError as error:
         raise SystemExit(f"{path}: {error}") from None
 
 
-def update_readme(path: Path, block: str) -> None:
+def update_readme(path: Path, block: str, markers: tuple[str, str] = README_MARKERS) -> None:
     """Write `block` between the markers of the README at `path`."""
     path = Path(path)
-    path.write_text(replace_between_markers(path.read_text(encoding="utf-8"), block), encoding="utf-8")
+    path.write_text(replace_between_markers(path.read_text(encoding="utf-8"), block, markers), encoding="utf-8")
 
 
 # --- main -----------------------------------------------------------------------------------------------------------

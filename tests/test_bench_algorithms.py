@@ -77,3 +77,11 @@ def test_comparison_table_has_a_row_per_run_and_a_median_per_algorithm():
 def test_the_figure_is_written(tmp_path):
     path = plot_algorithms({"ppo": [HISTORY], "grpo": [HISTORY, HISTORY], "rloo": []}, tmp_path / "algorithms.png")
     assert path.stat().st_size > 10_000
+
+
+def test_the_comparison_goes_between_its_own_readme_markers(tmp_path):
+    start, end = algorithms.README_MARKERS
+    readme = tmp_path / "README.md"
+    readme.write_text(f"a\n{start}\nold\n{end}\n<!-- bench:start -->\nkeep\n<!-- bench:end -->\n")
+    algorithms.bench.update_readme(readme, "| new |", algorithms.README_MARKERS)
+    assert readme.read_text() == f"a\n{start}\n\n| new |\n\n{end}\n<!-- bench:start -->\nkeep\n<!-- bench:end -->\n"
