@@ -63,7 +63,7 @@ def test_grpo_with_two_processes(tiny_sft, tiny_reward, tmp_path):
     assert [r["global_step"] for r in ranks] == [2, 2]
     # each update: 8 completions per process, 16 in all (4 prompts x num_generations 4; a group may span processes)
     history = json.loads((out / "eval_results.json").read_text())["judged_during_training"]
-    assert [(h["step"], h["episode"]) for h in history] == [(2, 32)]
+    assert [(h["step"], h["episode"]) for h in history] == [(0, 0), (2, 32)]  # the starting policy, then update 2
 
 
 def test_unconnected_processes_are_refused(tmp_path):
