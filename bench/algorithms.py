@@ -63,10 +63,6 @@ def stop_rule() -> str:
     )
 
 
-def prefix_cell(values: dict | None) -> str:
-    return bench.MISSING if values is None else " / ".join(bench.pct(values[p]) for p in PREFIXES)
-
-
 # --- running --------------------------------------------------------------------------------------------------------
 
 
@@ -158,8 +154,8 @@ def cells(run: dict, sft: dict) -> list[str]:
         bench.fmt(run["completions_to_target"], ".0f") if run["completions_to_target"] else "not reached",
         bench.fmt(run["seconds_to_target"]),
         bench.fmt(run["completions_per_s"], ".0f"),
-        prefix_cell(run["greedy"]),
-        prefix_cell(run["sampled"]),
+        bench.prefix_cell(run["greedy"]),
+        bench.prefix_cell(run["sampled"]),
         f"{bench.pct(run['sampled_correct'])} ({bench.pct(sft['sampled_correct'])})",
         bench.pct(run["min_greedy_correct_in_training"]),
         bench.fmt(run["stage"]["wall_s"]),
@@ -182,7 +178,7 @@ def median_cells(runs: list[dict]) -> list[str]:
         f"{med('completions_to_target', '.0f')} ({len(reached)}/{len(runs)} reached)",
         med("seconds_to_target"),
         bench.fmt(bench.median(r["completions_per_s"] for r in done), ".0f"),
-        *(prefix_cell(median_per_prefix(done, mode)) for mode in ("greedy", "sampled")),
+        *(bench.prefix_cell(median_per_prefix(done, mode)) for mode in ("greedy", "sampled")),
         bench.pct(bench.median(r["sampled_correct"] for r in done)),
         bench.pct(bench.median(r["min_greedy_correct_in_training"] for r in done)),
         bench.fmt(bench.median(r["stage"]["wall_s"] for r in done)),

@@ -306,11 +306,9 @@ def stage_cells(stages: dict[str, dict], key: str, spec: str) -> list[str]:
     return cells
 
 
-def exact_cell(exact: dict[str, float] | None) -> str:
-    """Exact match per prefix as `100.0% / 99.8% / 100.0%`."""
-    return (
-        MISSING if exact is None or None in exact.values() else " / ".join(f"{100 * exact[p]:.1f}%" for p in PREFIXES)
-    )
+def prefix_cell(values: dict[str, float] | None) -> str:
+    """A share per prefix as `100.0% / 99.8% / 100.0%` (a dash when any is missing)."""
+    return MISSING if values is None or None in values.values() else " / ".join(pct(values[p]) for p in PREFIXES)
 
 
 def pct(value: float | None) -> str:
@@ -340,8 +338,8 @@ def seed_row(result: dict) -> str:
             fmt(result["total_s"]),
             fmt(result["ppo_episodes"], ".0f"),
             fmt(result["ppo_episodes_per_s"], ".0f"),
-            exact_cell(result["greedy_exact_match"]),
-            exact_cell(result["sampled_exact_match"]),
+            prefix_cell(result["greedy_exact_match"]),
+            prefix_cell(result["sampled_exact_match"]),
             f"{pct(result['sft_sampled_correct'])} → {pct(result['sampled_correct'])}",
             pct(result["min_greedy_correct"]),
             target_cell(result),
@@ -388,8 +386,8 @@ def median_row(summary: dict) -> str:
             fmt(summary["total_s"]),
             fmt(summary["ppo_episodes"], ".0f"),
             fmt(summary["ppo_episodes_per_s"], ".0f"),
-            exact_cell(summary["greedy_exact_match"]),
-            exact_cell(summary["sampled_exact_match"]),
+            prefix_cell(summary["greedy_exact_match"]),
+            prefix_cell(summary["sampled_exact_match"]),
             f"{pct(summary['sft_sampled_correct'])} → {pct(summary['sampled_correct'])}",
             pct(summary["min_greedy_correct"]),
             f"{summary['seeds_target_met']}/{summary['seeds']}",

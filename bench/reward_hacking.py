@@ -32,7 +32,7 @@ import statistics
 import sys
 from pathlib import Path
 
-from bench import fmt, log_tail, machine, row, run_stage, stage_commands
+from bench import fmt, log_tail, machine, pct, prefix_cell, row, run_stage, stage_commands
 from ppo_double.task import PREFIXES
 
 TUTORIAL_CONFIG = "recipes/configs/reward_tutorial.yaml"
@@ -115,14 +115,6 @@ def run_outcome(ppo_dir: Path, window: int) -> dict:
 # --- Table and picture ------------------------------------------------------------------------------------------
 
 
-def pct(value) -> str:
-    return fmt(None if value is None else 100 * value, ".1f") + ("" if value is None else "%")
-
-
-def per_prefix(values: dict | None) -> str:
-    return "—" if values is None else " / ".join(pct(values[p]) for p in PREFIXES)
-
-
 COLUMNS = [
     "reward",
     "seed",
@@ -139,8 +131,8 @@ COLUMNS = [
 
 def outcome_cells(outcome: dict) -> list[str]:
     return [
-        per_prefix(outcome["greedy_exact_match"]),
-        per_prefix(outcome["sampled_exact_match"]),
+        prefix_cell(outcome["greedy_exact_match"]),
+        prefix_cell(outcome["sampled_exact_match"]),
         pct(outcome["greedy_correct"]),
         pct(outcome["sampled_correct"]),
         pct(outcome["min_correct_during_training"]),
