@@ -3,6 +3,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from safetensors.torch import load_file
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -25,6 +26,11 @@ def load_script(path: str):
 def load_recipe(name: str):
     """Import recipes/<name>.py as a module."""
     return load_script(f"recipes/{name}.py")
+
+
+def weights(folder) -> dict:
+    """The tensors of a saved model folder (its model.safetensors)."""
+    return load_file(str(Path(folder) / "model.safetensors"))
 
 
 TINY_SFT = [

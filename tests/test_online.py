@@ -5,10 +5,9 @@ import json
 
 import pytest
 import torch
-from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
-from conftest import load_recipe
+from conftest import load_recipe, weights
 from ppo_double.task import PREFIXES
 from ppo_double.tokenizer import VOCAB
 
@@ -23,10 +22,6 @@ def tiny_group_args(sft, reward, output_dir) -> list[str]:
     return [*TINY_GROUP, *(item for flag, path in paths.items() for item in (flag, str(path)))]
 
 
-def _weights(folder):
-    return load_file(str(folder / "model.safetensors"))
-
-
 @pytest.fixture(scope="module", params=["grpo", "rloo"])
 def tiny_run(request, tiny_sft, tiny_reward, tmp_path_factory):
     out = tmp_path_factory.mktemp(request.param) / "run"
@@ -36,7 +31,7 @@ def tiny_run(request, tiny_sft, tiny_reward, tmp_path_factory):
 
 def test_a_few_updates_change_the_weights(tiny_sft, tiny_run):
     out, trainer = tiny_run
-    before, after = _weights(tiny_sft), _weights(out)
+    before, after = weights(tiny_sft), weights(out)
     assert before.keys() == after.keys()
     assert any(not torch.equal(before[k], after[k]) for k in before)
     assert trainer.state.global_step == 4
@@ -105,7 +100,7 @@ def test_lora_trains_only_adapter_weights_and_saves_a_merged_policy(tiny_sft, ti
         [*tiny_group_args(tiny_sft, tiny_reward, tmp_path / "grpo"), "--max_steps", "2", "--use_peft", "true"]
     )
     assert trainer.state.global_step == 2
-    merged, sft = _weights(tmp_path / "grpo"), _weights(tiny_sft)
+    merged, sft = weights(tmp_path / "grpo"), weights(tiny_sft)
     assert not any("lora" in k for k in merged) and merged.keys() == sft.keys()
     changed = {k for k in merged if not torch.equal(merged[k], sft[k])}
     # LoRA on c_attn, c_proj and c_fc: only those weights moved once merged, and the prefix rows of the input

@@ -3,10 +3,9 @@ import json
 import huggingface_hub
 import pytest
 import torch
-from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
-from conftest import load_recipe
+from conftest import load_recipe, weights
 
 TINY_PPO = [
     "--total_episodes",
@@ -38,10 +37,6 @@ def tiny_ppo_args(sft, reward, output_dir) -> list[str]:
         "--output_dir",
         str(output_dir),
     ]
-
-
-def _weights(folder):
-    return load_file(str(folder / "model.safetensors"))
 
 
 def run_ppo(args: list[str], capture=lambda trainer: {}) -> dict:
@@ -76,7 +71,7 @@ def tiny_ppo(tiny_sft, tiny_reward, tmp_path_factory):
 
 def test_ppo_changes_policy_and_value_weights(tiny_sft, tiny_ppo):
     out, captured = tiny_ppo
-    before, after = _weights(tiny_sft), _weights(out)
+    before, after = weights(tiny_sft), weights(out)
     assert before.keys() == after.keys()
     assert any(not torch.equal(before[k], after[k]) for k in before)
     changed = [
@@ -94,7 +89,7 @@ def test_critic_warmup_holds_the_policy_still(tiny_sft, tiny_reward, tmp_path):
         [*tiny_ppo_args(tiny_sft, tiny_reward, tmp_path / "ppo"), *args],
         lambda trainer: {"policy_lr": [g["lr"] for g in trainer.optimizer.param_groups if not g["value_model"]]},
     )
-    before, after = _weights(tiny_sft), _weights(tmp_path / "ppo")
+    before, after = weights(tiny_sft), weights(tmp_path / "ppo")
     assert all(torch.equal(before[k], after[k]) for k in before)  # the policy never moved
     value_before, value_after = captured["value_before"], captured["value_after"]
     assert any(not torch.equal(value_before[k], value_after[k]) for k in value_before)
@@ -177,9 +172,9 @@ def test_lora_trains_only_adapter_weights_and_saves_a_merged_policy(tiny_sft, ti
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert changed and changed <= captured["trainable"]  # the base weights never moved
     # The saved policy is the adapter merged into the base weights: a plain GPT-2 checkpoint, different from the SFT.
-    merged = _weights(tmp_path / "ppo")
-    assert not any("lora" in k for k in merged) and merged.keys() == _weights(tiny_sft).keys()
-    assert any(not torch.equal(merged[k], _weights(tiny_sft)[k]) for k in merged)
+    merged = weights(tmp_path / "ppo")
+    assert not any("lora" in k for k in merged) and merged.keys() == weights(tiny_sft).keys()
+    assert any(not torch.equal(merged[k], weights(tiny_sft)[k]) for k in merged)
     assert AutoModelForCausalLM.from_pretrained(tmp_path / "ppo").config.vocab_size == 42
 
 

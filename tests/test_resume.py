@@ -11,9 +11,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
 
-from conftest import ROOT, load_recipe
+from conftest import ROOT, load_recipe, weights
 from ppo_double.checkpoints import is_complete, last_complete_checkpoint
 
 # Small runs that still write several checkpoints, so that a kill can land between (or inside) saves.
@@ -85,7 +84,7 @@ def judged(folder) -> dict:
 
 def assert_same_run(a, b):
     """Same weights, same judge numbers, same logged losses and metrics."""
-    wa, wb = load_file(str(a / "model.safetensors")), load_file(str(b / "model.safetensors"))
+    wa, wb = weights(a), weights(b)
     assert wa.keys() == wb.keys()
     assert all(torch.equal(wa[k], wb[k]) for k in wa), "final weights differ"
     assert judged(a) == judged(b)
