@@ -151,7 +151,8 @@ class NumeralReward(nn.Module):
     def __init__(self, scorer: nn.Module):
         super().__init__()
         self.scorer = scorer
-        self.rule = RuleScorer()  # the judge, on every row scored
+        # the judge, on every row scored (with --reward rule the scorer already is the judge: judged once)
+        self.rule = scorer if isinstance(scorer, RuleScorer) else RuleScorer()
         self.score = nn.Identity()
         self.rollout_exact_matches = []
         self.eval()
@@ -164,7 +165,8 @@ class NumeralReward(nn.Module):
     def backbone(self, input_ids, attention_mask=None, **ignored) -> BaseModelOutput:
         # position_ids from PPOTrainer are ignored: BERT uses its own absolute positions, as in training.
         reward = self.scorer(input_ids, attention_mask)
-        self.rollout_exact_matches += self.rule(input_ids, attention_mask).tolist()
+        exact = reward if self.scorer is self.rule else self.rule(input_ids, attention_mask)
+        self.rollout_exact_matches += exact.tolist()
         hidden = reward[:, None, None].expand(-1, input_ids.shape[1], 1)
         return BaseModelOutput(last_hidden_state=hidden, hidden_states=(hidden,))
 
