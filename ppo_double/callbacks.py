@@ -3,7 +3,7 @@
 import logging
 import time
 
-from transformers import Trainer, TrainerCallback
+from transformers import AutoModelForCausalLM, Trainer, TrainerCallback
 from transformers.trainer_callback import ProgressCallback
 
 from .evaluate import evaluate
@@ -38,7 +38,9 @@ class JudgeCallback(TrainerCallback):
     Logs `eval/exact_match` (greedy; overall and per prefix), `eval/sampled_exact_match` (overall and per prefix),
     `eval/correct` (greedy share of correct doubles in any system; overall and per prefix) and
     `eval/sampled_correct` next to TRL's own metrics, through the Trainer's `log`, so they reach the console,
-    `log_history` and every tracker. The starting policy is judged too, before the first update (logged at step 0).
+    `log_history` and every tracker. The starting policy is judged too, before the first update (logged at step 0): the
+one in `start_model_path` as saved, when given (the SFT policy, before scale_prefix_embeddings changes the copy that
+trains, which would lower its sampled correct share by up to 1.4 points), else the trainer's.
 
     With `target`, training stops once greedy exact match is >= target and sampled exact match >= `sampled_target`,
     for every prefix, on `patience` evaluations in a row; with `keep_correct`, the sampled share of correct doubles
@@ -60,8 +62,10 @@ class JudgeCallback(TrainerCallback):
         patience: int = 2,
         keep_correct: bool = False,
         seed: int = 0,
+        start_model_path: str | None = None,
     ):
         self.trainer = trainer
+        self.start_model_path = start_model_path
         self.every = every
         self.prompts = heldout_prompts(prefixed=True, numbers=numbers)
         self.target = target
@@ -73,18 +77,19 @@ class JudgeCallback(TrainerCallback):
         self.history = []
         self.started = time.perf_counter()
 
-    def judge(self, args, state) -> dict:
-        """The policy's verdicts now, recorded in `history` and returned as logs."""
-        logs = self.measure()
+    def judge(self, args, state, policy=None) -> dict:
+        """The policy's verdicts now (or `policy`'s), recorded in `history` and returned as logs."""
+        logs = self.measure(policy)
         seconds = time.perf_counter() - self.started  # since this process began training, judging included
         self.history.append(
             {"episode": episodes(args, state.global_step), "step": state.global_step, **logs, "seconds": seconds}
         )
         return logs
 
-    def measure(self) -> dict:
-        model = self.trainer.accelerator.unwrap_model(self.trainer.model)
-        policy = getattr(model, "policy", model)
+    def measure(self, policy=None) -> dict:
+        if policy is None:
+            model = self.trainer.accelerator.unwrap_model(self.trainer.model)
+            policy = getattr(model, "policy", model)
         was_training = policy.training
         results = evaluate(policy, self.trainer.processing_class, self.prompts, seed=self.seed)
         policy.train(was_training)
@@ -111,7 +116,15 @@ class JudgeCallback(TrainerCallback):
                 if entry["step"] > 0:
                     self.streak = self.streak + 1 if self.target is not None and self.reached_target(logs) else 0
         if not self.history:  # a new run: the starting point, for the plots and for keep_correct
-            self.log(self.judge(args, state), control)
+            self.log(self.judge(args, state, self.start_policy()), control)
+
+    def start_policy(self):
+        """The policy as its folder holds it, when given: the trainer's copy may have been changed before the first
+        update (scale_prefix_embeddings), and keep_correct compares with the SFT policy itself, as the test does."""
+        if self.start_model_path is None:
+            return None
+        device = next(self.trainer.accelerator.unwrap_model(self.trainer.model).parameters()).device
+        return AutoModelForCausalLM.from_pretrained(self.start_model_path, use_safetensors=True).to(device)
 
     def log(self, logs: dict, control) -> None:
         # Trainer.log, not GRPO's and RLOO's override of it: theirs would flush the metrics they average between two

@@ -63,8 +63,9 @@ class GroupArguments(RLArguments):
     )
 
 
-def add_judge(trainer, script_args: RLArguments, seed: int) -> JudgeCallback:
-    """JudgeCallback on the validation numbers, and the compact console instead of the per-log metrics dict."""
+def add_judge(trainer, script_args: RLArguments, seed: int, start_model_path: str) -> JudgeCallback:
+    """JudgeCallback on the validation numbers, and the compact console instead of the per-log metrics dict. The
+    starting point it judges is the policy in `start_model_path` (the SFT folder), as saved."""
     judge = JudgeCallback(
         trainer,
         every=script_args.judge_every,
@@ -73,6 +74,7 @@ def add_judge(trainer, script_args: RLArguments, seed: int) -> JudgeCallback:
         patience=script_args.target_patience,
         keep_correct=script_args.target_keep_correct,
         seed=seed,
+        start_model_path=start_model_path,
     )
     if not trainer.args.disable_tqdm:  # before the judge: the bar exists when it logs the starting point
         trainer.remove_callback(ProgressCallback)
@@ -122,7 +124,7 @@ def train_group(trainer_class, stage: str, script_args: GroupArguments, config, 
         peft_config=get_peft_config(model_args),
     )
     reward.to(trainer.accelerator.device)
-    judge = add_judge(trainer, script_args, config.seed)
+    judge = add_judge(trainer, script_args, config.seed, script_args.sft_model_path)
     trainer.train(resume_from_checkpoint=run.resume_from())  # the Trainer's own resume
 
     # The policy to save (LoRA: merged into the base weights, so it loads with AutoModelForCausalLM).

@@ -63,7 +63,7 @@ def main(argv=None):
         value_warmup_updates=script_args.value_warmup_updates,
         **models,
     )
-    judge = add_judge(trainer, script_args, config.seed)  # on the validation numbers; stops at the target
+    judge = add_judge(trainer, script_args, config.seed, config.sft_model_path)  # validation numbers; stop rule
     trainer.train(resume_from_checkpoint=run.resume_from())  # policy, value model, optimizer, RNG, episode counter
 
     # The policy to save (LoRA: merged into the base weights, so it loads with AutoModelForCausalLM).

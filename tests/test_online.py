@@ -84,7 +84,7 @@ def test_the_stop_rule_waits_for_the_starting_policys_sampled_correct_share():
         # the start (exact 30 %, 99 % right doubles), then the targets held with 98.5, 98.8, 99.0, 99.2 % right doubles
         verdicts = iter([judgement(0.3, 0.99), *(judgement(1.0, c) for c in (0.985, 0.988, 0.99, 0.992))])
         judge = JudgeCallback(None, every=1, target=0.995, sampled_target=0.985, keep_correct=keep_correct)
-        judge.measure = verdicts.__next__
+        judge.measure = lambda policy=None: next(verdicts)
         judge.log = lambda logs, control: None
         args, state = SimpleNamespace(batch_size=64), SimpleNamespace(log_history=[], global_step=0)
         control = SimpleNamespace(should_training_stop=False)
@@ -93,6 +93,30 @@ def test_the_stop_rule_waits_for_the_starting_policys_sampled_correct_share():
             state.global_step += 1
             judge.on_step_end(args, state, control)
         assert state.global_step == stopped_at
+
+
+@pytest.mark.parametrize("stage", ["ppo", "grpo"])
+def test_the_start_is_judged_on_the_sft_policy_as_saved(stage, tiny_sft, tiny_reward, tmp_path):
+    """keep_correct compares with the SFT policy, as the test does, not with the copy scale_prefix_embeddings changed."""
+    from test_ppo import tiny_ppo_args
+
+    from ppo_double import callbacks
+
+    judged_wte, evaluate = [], callbacks.evaluate
+
+    def recording_evaluate(model, *args, **kwargs):
+        judged_wte.append(model.get_input_embeddings().weight.detach().clone())
+        return evaluate(model, *args, **kwargs)
+
+    args = (tiny_ppo_args if stage == "ppo" else tiny_group_args)(tiny_sft, tiny_reward, tmp_path / "out")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(callbacks, "evaluate", recording_evaluate)
+        load_recipe(stage).main([*args, "--scale_prefix_embeddings", "true"])
+    sft_wte = weights(tiny_sft)["transformer.wte.weight"]
+    prefix_rows = [VOCAB.index(c) for c in set("".join(PREFIXES))]
+    assert len(judged_wte) == 3  # the start, then every 2 updates
+    assert torch.equal(judged_wte[0], sft_wte)
+    assert not torch.allclose(judged_wte[1][prefix_rows], sft_wte[prefix_rows])  # the trained copy was scaled
 
 
 def test_lora_trains_only_adapter_weights_and_saves_a_merged_policy(tiny_sft, tiny_reward, tmp_path):
