@@ -38,9 +38,9 @@ class JudgeCallback(TrainerCallback):
     Logs `eval/exact_match` (greedy; overall and per prefix), `eval/sampled_exact_match` (overall and per prefix),
     `eval/correct` (greedy share of correct doubles in any system; overall and per prefix) and
     `eval/sampled_correct` next to TRL's own metrics, through the Trainer's `log`, so they reach the console,
-    `log_history` and every tracker. The starting policy is judged too, before the first update (logged at step 0): the
-one in `start_model_path` as saved, when given (the SFT policy, before scale_prefix_embeddings changes the copy that
-trains, which would lower its sampled correct share by up to 1.4 points), else the trainer's.
+    `log_history` and every tracker. The starting policy is judged too, before the first update (logged at step 0):
+    the one saved in `start_model_path` when given, i.e. the SFT policy before scale_prefix_embeddings changes the
+    copy that trains (that change alone lowers the sampled correct share by up to 1.4 points), else the trainer's.
 
     With `target`, training stops once greedy exact match is >= target and sampled exact match >= `sampled_target`,
     for every prefix, on `patience` evaluations in a row; with `keep_correct`, the sampled share of correct doubles

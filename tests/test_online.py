@@ -84,7 +84,7 @@ def test_the_stop_rule_waits_for_the_starting_policys_sampled_correct_share():
         # the start (exact 30 %, 99 % right doubles), then the targets held with 98.5, 98.8, 99.0, 99.2 % right doubles
         verdicts = iter([judgement(0.3, 0.99), *(judgement(1.0, c) for c in (0.985, 0.988, 0.99, 0.992))])
         judge = JudgeCallback(None, every=1, target=0.995, sampled_target=0.985, keep_correct=keep_correct)
-        judge.measure = lambda policy=None: next(verdicts)
+        judge.measure = lambda policy=None, verdicts=verdicts: next(verdicts)
         judge.log = lambda logs, control: None
         args, state = SimpleNamespace(batch_size=64), SimpleNamespace(log_history=[], global_step=0)
         control = SimpleNamespace(should_training_stop=False)
@@ -97,7 +97,8 @@ def test_the_stop_rule_waits_for_the_starting_policys_sampled_correct_share():
 
 @pytest.mark.parametrize("stage", ["ppo", "grpo"])
 def test_the_start_is_judged_on_the_sft_policy_as_saved(stage, tiny_sft, tiny_reward, tmp_path):
-    """keep_correct compares with the SFT policy, as the test does, not with the copy scale_prefix_embeddings changed."""
+    """keep_correct compares with the SFT policy as saved (as the test does), not with the copy that
+    scale_prefix_embeddings changed."""
     from test_ppo import tiny_ppo_args
 
     from ppo_double import callbacks
