@@ -91,7 +91,7 @@ class JudgeCallback(TrainerCallback):
             model = self.trainer.accelerator.unwrap_model(self.trainer.model)
             policy = getattr(model, "policy", model)
         was_training = policy.training
-        results = evaluate(policy, self.trainer.processing_class, self.prompts, seed=self.seed)
+        results = evaluate(policy, self.trainer.processing_class, self.prompts, seed=self.seed, samples=1)  # cost
         policy.train(was_training)
         greedy, sampled = results["greedy"], results["sampled"]
         logs = {"eval/exact_match": greedy["all"]["exact_match"], "eval/correct": greedy["all"]["correct"]}
