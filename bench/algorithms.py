@@ -51,6 +51,11 @@ SWEEP = (
     ("grpo", "lr 1e-4, 8 per prompt, scale_rewards group", ["--scale_rewards", "group", "--learning_rate", "1e-4"]),
     ("rloo", "lr 3e-4, 8 per prompt", []),
     ("rloo", "lr 1e-4, 8 per prompt", ["--learning_rate", "1e-4"]),
+    # After issue 13's stop rule (sampled >= 98.5 %, keep the SFT's correct share), whose tail GRPO and RLOO reach
+    # after arithmetic dips to 82-90 % greedy correct: a KL anchor to the SFT policy, or PPO's decaying schedule.
+    ("grpo", "lr 3e-4, 8 per prompt, beta 0.04", ["--beta", "0.04"]),
+    ("grpo", "lr 3e-4 linear decay, 8 per prompt", ["--lr_scheduler_type", "linear"]),
+    ("rloo", "lr 3e-4, 8 per prompt, beta 0.04", ["--beta", "0.04"]),
 )
 
 
