@@ -11,12 +11,14 @@ SFT compare: both sides train the same model on the same pre-tokenized data with
 loop differs. Seconds per 100 steps, median of the repeats, and the ratio recipe / plain. Compare ratios from one
 run, not seconds across machines or runs.
 
-Pipeline: for each seed S, the four stages of `make all` as subprocesses, in order, in a fresh folder
-`<output_dir>/seed<S>/` (deleted first: the recipes resume from checkpoints in an existing folder), each stage's
-output in `<stage>.log` there. Per stage: wall time and peak RSS (of the stage and its descendants); per seed: PPO
-episodes and episodes/s (TRL's log), greedy exact match per prefix on the held-out test numbers after PPO, whether
-the target is met and the time to it (SFT + reward + PPO). `--sft-args` etc. append to a stage's command, e.g.
-`--ppo-args "--total_episodes 1024"`. A failed stage skips that seed's later stages; the script then exits 1.
+Pipeline: for each seed S, the four stages of `make all` as subprocesses, as it runs them (SFT and reward side by
+side, with half the cores each; then PPO, then eval), in a fresh folder `<output_dir>/seed<S>/` (deleted first: the
+recipes resume from checkpoints in an existing folder), each stage's output in `<stage>.log` there. Per stage: wall
+time and peak RSS (of the stage and its descendants); per seed: the total (the longer of SFT and reward, + PPO +
+eval), PPO episodes and episodes/s (TRL's log), greedy exact match per prefix on the held-out test numbers after PPO,
+whether the target is met and the time to it (the longer of SFT and reward, + PPO). `--sft-args` etc. append to a
+stage's command, e.g. `--ppo-args "--total_episodes 1024"`. A failed stage skips that seed's later stages; the
+script then exits 1.
 
 Writes one markdown document (printed too) to `<output_dir>/bench.md` and the raw numbers to `bench.json`.
 """
@@ -33,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
@@ -43,6 +46,9 @@ from ppo_double.task import PREFIXES
 
 ROOT = Path(__file__).resolve().parent.parent
 STAGES = ("sft", "reward", "ppo", "eval")
+# `make all` trains SFT and reward side by side, each with half the cores (the Makefile's HALF_CORES).
+SIDE_BY_SIDE = ("sft", "reward")
+HALF_CORES = max(1, len(os.sched_getaffinity(0)) // 2)
 # The targets, on the held-out test numbers after PPO, every prefix: greedy exact match, sampled (temperature 1) exact
 # match, a sampled correct-double share no lower than the SFT's on the same prompts, and during PPO a greedy
 # correct-double share on the validation numbers never below FLOOR_CORRECT.
@@ -246,7 +252,7 @@ def seed_outcome(stages: dict[str, dict], run_dir: Path) -> dict:
     outcome = {"failed_stage": failed, "total_s": None, "ppo_episodes": None, "ppo_episodes_per_s": None}
     outcome.update(dict.fromkeys(JUDGED), target_met=None, time_to_target_s=None)
     if failed is None and len(stages) == len(STAGES):
-        outcome["total_s"] = sum(stage["wall_s"] for stage in stages.values())
+        outcome["total_s"] = pipeline_seconds(stages, STAGES)
     if stages.get("ppo", {}).get("returncode") != 0:
         return outcome
     try:
@@ -257,8 +263,14 @@ def seed_outcome(stages: dict[str, dict], run_dir: Path) -> dict:
         return {**outcome, "failed_stage": "ppo results", "error": repr(error)}
     outcome.update(numbers, ppo_episodes=episodes, ppo_episodes_per_s=eps, target_met=targets_met(numbers))
     if outcome["target_met"]:
-        outcome["time_to_target_s"] = sum(stages[name]["wall_s"] for name in ("sft", "reward", "ppo"))
+        outcome["time_to_target_s"] = pipeline_seconds(stages, ("sft", "reward", "ppo"))
     return outcome
+
+
+def pipeline_seconds(stages: dict[str, dict], names) -> float:
+    """Wall seconds of the stages `names` as `make all` runs them: SFT and reward side by side, the rest in turn."""
+    together = [stages[name]["wall_s"] for name in names if name in SIDE_BY_SIDE]
+    return max(together, default=0.0) + sum(stages[name]["wall_s"] for name in names if name not in SIDE_BY_SIDE)
 
 
 def run_seed(seed: int, run_dir: Path, extra: dict[str, list[str]]) -> dict:
@@ -266,14 +278,25 @@ def run_seed(seed: int, run_dir: Path, extra: dict[str, list[str]]) -> dict:
     run_dir = run_dir.resolve()
     shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir(parents=True)
-    stages = {}
-    for name, command in stage_commands(seed, run_dir, extra).items():
-        print(f"seed {seed}: {name}: {shlex.join(command)}", flush=True)
-        stages[name] = stage = run_stage(command, run_dir / f"{name}.log")
-        summary = f"exit {stage['returncode']}, {stage['wall_s']:.1f} s, peak RSS {stage['peak_rss_gib']:.2f} GiB"
-        print(f"seed {seed}: {name}: {summary}", flush=True)
-        if stage["returncode"] != 0:
-            print(f"seed {seed}: {name} failed; last lines of {stage['log']}:\n{log_tail(stage['log'])}", flush=True)
+    commands, stages = stage_commands(seed, run_dir, extra), {}
+    half = {**os.environ, "OMP_NUM_THREADS": str(HALF_CORES)}
+    steps = [SIDE_BY_SIDE, *((name,) for name in STAGES if name not in SIDE_BY_SIDE)]
+    for names in steps:
+        for name in names:
+            print(f"seed {seed}: {name}: {shlex.join(commands[name])}", flush=True)
+        env = half if len(names) > 1 else None
+        with ThreadPoolExecutor(len(names)) as pool:
+            ran = pool.map(lambda name, env=env: run_stage(commands[name], run_dir / f"{name}.log", env=env), names)
+            stages.update(zip(names, ran))
+        for name in names:
+            stage = stages[name]
+            summary = f"exit {stage['returncode']}, {stage['wall_s']:.1f} s, peak RSS {stage['peak_rss_gib']:.2f} GiB"
+            print(f"seed {seed}: {name}: {summary}", flush=True)
+            if stage["returncode"] != 0:
+                print(
+                    f"seed {seed}: {name} failed; last lines of {stage['log']}:\n{log_tail(stage['log'])}", flush=True
+                )
+        if any(stages[name]["returncode"] != 0 for name in names):
             break
     return {"seed": seed, "run_dir": str(run_dir), "stages": stages, **seed_outcome(stages, run_dir)}
 
@@ -426,12 +449,14 @@ def pipeline_table(results: list[dict], extra: dict[str, list[str]], host: dict)
         "peak RSS GiB (sft / reward / ppo / eval)",
     ]
     lines = [
-        f"Pipeline (`make all`: sft → reward → ppo → eval, fresh output folder), seeds {seeds}"
+        f"Pipeline (`make all`: sft and reward side by side ({HALF_CORES} thread(s) each) → ppo → eval, fresh output"
+        f" folder), seeds {seeds}"
         + (f", extra args: {extras}" if extras else ", recipe defaults")
         + f". Targets, for every prefix on the held-out test numbers: greedy exact match ≥ {100 * TARGET_GREEDY:g}%,"
         f" sampled (temperature 1) exact match ≥ {100 * TARGET_SAMPLED:g}%, the sampled correct-double share no lower"
         " than the SFT's on the same prompts, and the greedy correct-double share on the validation numbers never"
-        f" below {100 * FLOOR_CORRECT:g}% while PPO trains. Time to target = SFT + reward + PPO s. Medians over the"
+        f" below {100 * FLOOR_CORRECT:g}% while PPO trains. Total = the longer of SFT and reward + PPO + eval; time to"
+        " target = the longer of SFT and reward + PPO. Medians over the"
         " seeds that have the number; the lowest correct share is the lowest over the seeds.",
         "",
         row(header),

@@ -193,10 +193,15 @@ def cmd_summary(args) -> int:
         raise UsageError(f"no stage output under {args.runs_dir!r}: run the stages first (make all)")
     if os.path.isfile(path("wall_times.tsv")):  # written by `make all`, one `stage<TAB>seconds` line per stage
         with open(path("wall_times.tsv"), encoding="utf-8") as f:
-            times = [line.split("\t") for line in f.read().splitlines() if line]
-        total = sum(int(seconds) for _, seconds in times)
-        stages = ", ".join(f"{stage} {seconds} s" for stage, seconds in times)
-        print(f"wall time: {stages}; total {total // 60} min {total % 60} s\n")
+            times = dict(line.split("\t") for line in f.read().splitlines() if line)
+        times = {stage: int(seconds) for stage, seconds in times.items()}
+        # sft and reward ran side by side, both timed from their common start
+        side_by_side = [stage for stage in ("sft", "reward") if stage in times]
+        total = max((times[s] for s in side_by_side), default=0)
+        total += sum(seconds for stage, seconds in times.items() if stage not in side_by_side)
+        stages = [" and ".join(f"{s} {times[s]} s" for s in side_by_side) + " side by side"] if side_by_side else []
+        stages += [f"{stage} {seconds} s" for stage, seconds in times.items() if stage not in side_by_side]
+        print(f"wall time: {', '.join(stages)}; total {total // 60} min {total % 60} s\n")
     if os.path.isfile(path("eval.json")):  # written by `make eval`: {baseline: results, model: results}
         with open(path("eval.json"), encoding="utf-8") as f:
             (before, old), (after, new) = list(json.load(f).items())[-2:]

@@ -1,4 +1,4 @@
-"""bench/bench.py's pure parts: README markers, the pipeline table and its medians, reading the PPO run's files."""
+"""bench/bench.py: README markers, the pipeline table and its medians, reading the PPO run's files, the stage order."""
 
 import json
 import sys
@@ -197,12 +197,13 @@ def test_ppo_progress_without_ppo_metrics(tmp_path):
 def test_seed_outcome_targets(tmp_path, change, met):
     settings = {"greedy": dict.fromkeys(PREFIXES, 0.995), "sampled": dict.fromkeys(PREFIXES, 0.98), **change}
     write_run_dir(tmp_path, HISTORY, **settings)
-    stages = {name: stage(10.0, 0.5) for name in bench.STAGES}
+    stages = {name: stage(seconds, 0.5) for name, seconds in zip(bench.STAGES, (10.0, 12.0, 20.0, 3.0))}
     outcome = bench.seed_outcome(stages, tmp_path)
-    assert outcome["failed_stage"] is None and outcome["total_s"] == 40.0
+    # SFT and reward ran side by side, as in `make all`: the longer of the two counts
+    assert outcome["failed_stage"] is None and outcome["total_s"] == 35.0
     assert (outcome["ppo_episodes"], outcome["ppo_episodes_per_s"]) == (128, 12)
     assert outcome["target_met"] is met
-    assert outcome["time_to_target_s"] == (30.0 if met else None)
+    assert outcome["time_to_target_s"] == (32.0 if met else None)
 
 
 def test_seed_outcome_failed_stage(tmp_path):
@@ -236,3 +237,20 @@ def test_run_stage_records_exit_code_and_log(tmp_path):
     assert result["returncode"] == 3
     assert result["wall_s"] > 0 and result["peak_rss_gib"] > 0
     assert bench.log_tail(tmp_path / "s.log") == "hello"
+
+
+def test_run_seed_trains_sft_and_reward_side_by_side_then_the_rest(tmp_path, monkeypatch):
+    """As `make all`: SFT and reward at once, each with half the cores; PPO only once both are done, then eval."""
+    record = "import os, sys, time; s = time.time(); time.sleep(0.5); open(sys.argv[1], 'w').write("
+    record += "f\"{s} {time.time()} {os.environ.get('OMP_NUM_THREADS')}\")"
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    commands = {name: [sys.executable, "-c", record, str(marks / name)] for name in bench.STAGES}
+    monkeypatch.setattr(bench, "stage_commands", lambda seed, run_dir, extra: commands)
+    result = bench.run_seed(42, tmp_path / "run", {})
+    assert all(stage["returncode"] == 0 for stage in result["stages"].values())
+    span = {name: (marks / name).read_text().split() for name in bench.STAGES}
+    start, end = {n: float(s[0]) for n, s in span.items()}, {n: float(s[1]) for n, s in span.items()}
+    assert start["sft"] < end["reward"] and start["reward"] < end["sft"]  # they overlapped
+    assert start["ppo"] >= max(end["sft"], end["reward"]) and start["eval"] >= end["ppo"]
+    assert span["sft"][2] == span["reward"][2] == str(bench.HALF_CORES)

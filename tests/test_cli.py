@@ -167,7 +167,8 @@ def test_summary_reports_times_table_models_and_next_commands(tiny_sft, untraine
 
     code, out, err = run_main(["summary", "--runs_dir", str(tmp_path)], capsys)
     assert code == 0 and err == ""
-    assert "wall time: sft 70 s, reward 63 s, ppo 77 s, eval 7 s; total 3 min 37 s" in out
+    # sft and reward ran side by side: the total counts the longer of the two
+    assert "wall time: sft 70 s and reward 63 s side by side, ppo 77 s, eval 7 s; total 2 min 34 s" in out
     assert format_comparison(*results) in out
     assert f"models (save_pretrained folders): {tmp_path}/sft (SFT policy), {tmp_path}/ppo (PPO policy)" in out
     assert f"ppo-double generate {tmp_path}/ppo 大写:3164" in out and "make plots" in out
