@@ -33,7 +33,8 @@ def holds_target(logs: dict, start: dict, target: float, sampled_target: float, 
 
 
 class JudgeCallback(TrainerCallback):
-    """Every `every` updates: greedy and sampled (T=1) answers on held-out prefixed prompts, scored by the judge.
+    """Every `every` updates: greedy and sampled (T=1; `samples` per prompt) answers on held-out prefixed prompts,
+    scored by the judge.
 
     Logs `eval/exact_match` (greedy; overall and per prefix), `eval/sampled_exact_match` (overall and per prefix),
     `eval/correct` (greedy share of correct doubles in any system; overall and per prefix) and
@@ -61,6 +62,7 @@ class JudgeCallback(TrainerCallback):
         sampled_target: float = 0.0,
         patience: int = 2,
         keep_correct: bool = False,
+        samples: int = 1,
         seed: int = 0,
         start_model_path: str | None = None,
     ):
@@ -72,6 +74,7 @@ class JudgeCallback(TrainerCallback):
         self.sampled_target = sampled_target
         self.patience = patience
         self.keep_correct = keep_correct
+        self.samples = samples
         self.seed = seed
         self.streak = 0
         self.history = []
@@ -91,7 +94,7 @@ class JudgeCallback(TrainerCallback):
             model = self.trainer.accelerator.unwrap_model(self.trainer.model)
             policy = getattr(model, "policy", model)
         was_training = policy.training
-        results = evaluate(policy, self.trainer.processing_class, self.prompts, seed=self.seed, samples=1)  # cost
+        results = evaluate(policy, self.trainer.processing_class, self.prompts, seed=self.seed, samples=self.samples)
         policy.train(was_training)
         greedy, sampled = results["greedy"], results["sampled"]
         logs = {"eval/exact_match": greedy["all"]["exact_match"], "eval/correct": greedy["all"]["correct"]}

@@ -90,7 +90,7 @@ def score(prompts: list[str], completions: list[str]) -> dict:
 
 # Sampled answers per prompt when a policy is tested. The sampled correct-double share is ~99 %: on one answer per
 # test prompt (1500) its standard error is 0.25 points, as large as the differences the targets compare (the same
-# SFT policy scored 98.6 and 99.1 % under two sampling seeds); 4 answers halve it. The judge during training keeps 1.
+# SFT policy scored 98.6 and 99.1 % under two sampling seeds); 4 answers halve it. (The judge: `judge_samples`.)
 TEST_SAMPLES = 4
 
 
