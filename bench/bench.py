@@ -3,6 +3,7 @@
     make bench                                         # both parts: SFT compare, then the pipeline for seeds 42 43 44
     make bench ARGS="--seeds 42 --skip-sft-compare"    # the pipeline only, one seed
     make bench ARGS="--readme README.md"               # also write the tables between the README's bench markers
+    make bench ARGS="--report-only"                    # the tables again from outputs/bench/bench.json, nothing run
     make bench ARGS="--algorithms"                     # PPO vs GRPO vs RLOO instead: bench/algorithms.py (its flags)
     make bench ARGS="--rewards"                        # instead: the reward-hacking experiment (reward_hacking.py)
     python bench/bench.py --steps 100 --repeats 1 --skip-pipeline
@@ -126,6 +127,10 @@ def sft_compare(steps: int, batch: int, repeats: int) -> tuple[str, dict]:
         seconds["plain PyTorch loop"].append(plain_loop(steps, batch))
         seconds["recipes/sft.py (SFTTrainer)"].append(recipe(steps, batch))
     per_100 = {name: 100 * statistics.median(values) / steps for name, values in seconds.items()}
+    return sft_table(per_100, steps, batch, repeats), {"seconds": seconds, "seconds_per_100_steps": per_100}
+
+
+def sft_table(per_100: dict[str, float], steps: int, batch: int, repeats: int) -> str:
     plain = per_100["plain PyTorch loop"]
     lines = [
         f"SFT, {steps} steps x batch {batch}, median of {repeats}, torch threads {torch.get_num_threads()}",
@@ -134,7 +139,7 @@ def sft_compare(steps: int, batch: int, repeats: int) -> tuple[str, dict]:
         "|---|---|---|",
         *(f"| {name} | {value:.2f} | {value / plain:.2f}x |" for name, value in per_100.items()),
     ]
-    return "\n".join(lines), {"seconds": seconds, "seconds_per_100_steps": per_100}
+    return "\n".join(lines)
 
 
 # --- Pipeline: the four stages of `make all` as subprocesses, per seed -------------------------------------------
@@ -202,17 +207,19 @@ def judged(ppo_dir: Path, eval_json: Path) -> dict:
     """What the rule-based judge says of a PPO run.
 
     From the PPO recipe's eval_results.json (test numbers, prefixed prompts): greedy and sampled exact match per
-    prefix, the sampled correct-double share, and the lowest greedy correct-double share of the judgements during
-    training (validation numbers). From the eval stage's json, when there is one: the SFT's sampled correct-double
-    share on the same prompts.
+    prefix, and the lowest greedy correct-double share of the judgements during training (validation numbers). The
+    sampled correct-double shares of the SFT and of the PPO policy come from the eval stage's json, when there is
+    one: it samples both with one seed on the same prompts, a paired comparison (the PPO recipe samples with the
+    run's seed); without it, the PPO policy's from eval_results.json and no SFT share.
     """
     results = json.loads(Path(ppo_dir / "eval_results.json").read_text(encoding="utf-8"))
     history = results.get("judged_during_training", [])
+    before_after = eval_stage(eval_json)
     return {
         "greedy_exact_match": {p: results["greedy"][p]["exact_match"] for p in PREFIXES},
         "sampled_exact_match": {p: results["sampled"][p]["exact_match"] for p in PREFIXES},
-        "sampled_correct": sampled_correct(results),
-        "sft_sampled_correct": sft_sampled_correct(eval_json),
+        "sampled_correct": sampled_correct(before_after[1] if before_after else results),
+        "sft_sampled_correct": sampled_correct(before_after[0]) if before_after else None,
         "min_greedy_correct": min((entry["eval/correct"] for entry in history), default=None),
     }
 
@@ -222,12 +229,12 @@ def sampled_correct(results: dict) -> float:
     return statistics.fmean(results["sampled"][p]["correct"] for p in PREFIXES)
 
 
-def sft_sampled_correct(eval_json: Path) -> float | None:
-    """The baseline's (the SFT's) sampled correct-double share in recipes/evaluate.py's json (None: no such file)."""
+def eval_stage(eval_json: Path) -> tuple[dict, dict] | None:
+    """The (baseline, model) results in recipes/evaluate.py's json, the baseline written first (None: no file)."""
     if not Path(eval_json).is_file():
         return None
-    results = json.loads(Path(eval_json).read_text(encoding="utf-8"))
-    return sampled_correct(next(iter(results.values())))  # the baseline is written first
+    baseline, model = json.loads(Path(eval_json).read_text(encoding="utf-8")).values()
+    return baseline, model
 
 
 def targets_met(numbers: dict) -> bool:
@@ -522,6 +529,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     for stage in STAGES:
         parser.add_argument(f"--{stage}-args", default="", help=f"pipeline: extra arguments for the {stage} stage")
     parser.add_argument("--readme", help="also write the tables between the bench markers of this file")
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="run nothing: tabulate again what <output_dir>/bench.json holds (after a change to how runs are read)",
+    )
     args = parser.parse_args(argv)
     if args.skip_sft_compare and args.skip_pipeline:
         parser.error("--skip-sft-compare and --skip-pipeline: nothing to do")
@@ -544,6 +556,8 @@ def main(argv=None) -> int:
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     sections, results, failed = [], {"args": vars(args)}, False
+    if args.report_only:
+        return report(out, args.readme)
 
     if not args.skip_sft_compare:
         table, raw = sft_compare(args.steps, args.batch, args.repeats)
@@ -574,6 +588,27 @@ def main(argv=None) -> int:
         update_readme(args.readme, document)
         print(f"wrote the tables into {args.readme}")
     return 1 if failed else 0
+
+
+def report(out: Path, readme: str | None) -> int:
+    """The tables again from `out`/bench.json and the run folders it names, nothing run."""
+    results = json.loads((out / "bench.json").read_text(encoding="utf-8"))
+    sections, args = [], results["args"]
+    if "seconds_per_100_steps" in results:
+        sections.append(sft_table(results["seconds_per_100_steps"], args["steps"], args["batch"], args["repeats"]))
+    if "pipeline" in results:
+        pipeline = results["pipeline"]
+        seeds = [{**r, **seed_outcome(r["stages"], Path(r["run_dir"]))} for r in pipeline["seeds"]]
+        pipeline.update(seeds=seeds, median=median_summary(seeds))
+        sections.append(pipeline_table(seeds, pipeline["extra_args"], pipeline["machine"]))
+    document = "\n\n".join(sections)
+    print(document)
+    (out / "bench.md").write_text(document + "\n", encoding="utf-8")
+    (out / "bench.json").write_text(json.dumps(results, indent=2, ensure_ascii=False), encoding="utf-8")
+    if readme:
+        update_readme(readme, document)
+        print(f"wrote the tables into {readme}")
+    return 0
 
 
 if __name__ == "__main__":

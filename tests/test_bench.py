@@ -132,7 +132,9 @@ def test_median_summary(results):
     assert summary["time_to_target_s"] == 60.0
 
 
-def write_run_dir(path, history, greedy, sampled=None, correct=1.0, sft_correct=0.98, judged=(0.99, 0.98)):
+def write_run_dir(
+    path, history, greedy, sampled=None, correct=1.0, sft_correct=0.98, judged=(0.99, 0.98), eval_correct=None
+):
     """A run folder as the pipeline leaves it: ppo/{trainer_state,eval_results}.json and eval.json (SFT first)."""
     (path / "ppo").mkdir(parents=True)
     (path / "ppo" / "trainer_state.json").write_text(json.dumps({"log_history": history}), encoding="utf-8")
@@ -150,6 +152,8 @@ def write_run_dir(path, history, greedy, sampled=None, correct=1.0, sft_correct=
         "greedy": rows(dict.fromkeys(PREFIXES, 0.3), 1.0),
         "sampled": rows(dict.fromkeys(PREFIXES, 0.3), sft_correct),
     }
+    if eval_correct is not None:  # the eval stage's own sampling of the PPO policy
+        results = {**results, "sampled": rows(sampled or greedy, eval_correct)}
     evaluated = {str(path / "sft"): sft, str(path / "ppo"): results}
     (path / "eval.json").write_text(json.dumps(evaluated, ensure_ascii=False), encoding="utf-8")
 
@@ -166,17 +170,19 @@ HISTORY = [
 def test_ppo_progress_and_judged(tmp_path):
     exact = {PREFIXES[0]: 1.0, PREFIXES[1]: 0.996, PREFIXES[2]: 0.994}
     sampled = {PREFIXES[0]: 0.99, PREFIXES[1]: 0.98, PREFIXES[2]: 0.97}
-    write_run_dir(tmp_path, HISTORY, exact, sampled, correct=0.99, sft_correct=0.985, judged=(0.99, 0.96, 1.0))
+    judged = (0.99, 0.96, 1.0)
+    write_run_dir(tmp_path, HISTORY, exact, sampled, correct=0.99, sft_correct=0.985, judged=judged, eval_correct=0.992)
     assert bench.ppo_progress(tmp_path / "ppo" / "trainer_state.json") == (128, 12)
     numbers = bench.judged(tmp_path / "ppo", tmp_path / "eval.json")
     assert numbers == {
         "greedy_exact_match": exact,
         "sampled_exact_match": sampled,
-        "sampled_correct": pytest.approx(0.99),
+        "sampled_correct": pytest.approx(0.992),  # SFT and PPO as the eval stage sampled them: the same seed
         "sft_sampled_correct": pytest.approx(0.985),
         "min_greedy_correct": 0.96,
     }
-    assert bench.judged(tmp_path / "ppo", tmp_path / "no-eval.json")["sft_sampled_correct"] is None
+    alone = bench.judged(tmp_path / "ppo", tmp_path / "no-eval.json")  # no eval stage: the PPO recipe's own
+    assert alone["sft_sampled_correct"] is None and alone["sampled_correct"] == pytest.approx(0.99)
 
 
 def test_ppo_progress_without_ppo_metrics(tmp_path):
@@ -254,3 +260,21 @@ def test_run_seed_trains_sft_and_reward_side_by_side_then_the_rest(tmp_path, mon
     assert start["sft"] < end["reward"] and start["reward"] < end["sft"]  # they overlapped
     assert start["ppo"] >= max(end["sft"], end["reward"]) and start["eval"] >= end["ppo"]
     assert span["sft"][2] == span["reward"][2] == str(bench.HALF_CORES)
+
+
+def test_report_only_tabulates_the_stored_runs_again(tmp_path):
+    run_dir = tmp_path / "seed42"
+    write_run_dir(run_dir, HISTORY, dict.fromkeys(PREFIXES, 1.0), correct=0.99, sft_correct=0.98, eval_correct=0.993)
+    stages = {name: stage(seconds, 0.5) for name, seconds in zip(bench.STAGES, (10.0, 12.0, 20.0, 3.0))}
+    host = {"cpu_count": 2, "torch": "x", "torch_threads": 2, "platform": "y"}
+    stored = {"seed": 42, "run_dir": str(run_dir), "stages": stages, "total_s": 45.0, "sampled_correct": 0.99}
+    pipeline = {"extra_args": {}, "machine": host, "seeds": [stored], "median": {}}
+    raw = {"args": {"steps": 300, "batch": 64, "repeats": 3}, "pipeline": pipeline}
+    raw["seconds_per_100_steps"] = {"plain PyTorch loop": 3.0, "recipes/sft.py (SFTTrainer)": 3.3}
+    (tmp_path / "bench.json").write_text(json.dumps(raw), encoding="utf-8")
+    assert bench.main(["--report-only", "--output_dir", str(tmp_path)]) == 0
+    document = (tmp_path / "bench.md").read_text(encoding="utf-8")
+    assert "| recipes/sft.py (SFTTrainer) | 3.30 | 1.10x |" in document
+    (seed,) = json.loads((tmp_path / "bench.json").read_text(encoding="utf-8"))["pipeline"]["seeds"]
+    assert seed["total_s"] == 35.0 and seed["sampled_correct"] == pytest.approx(0.993)  # read again, not kept
+    assert "| 42 | 10.0 | 12.0 | 20.0 | 3.0 | 35.0 |" in document
