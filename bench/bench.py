@@ -598,7 +598,8 @@ def report(out: Path, readme: str | None) -> int:
         sections.append(sft_table(results["seconds_per_100_steps"], args["steps"], args["batch"], args["repeats"]))
     if "pipeline" in results:
         pipeline = results["pipeline"]
-        seeds = [{**r, **seed_outcome(r["stages"], Path(r["run_dir"]))} for r in pipeline["seeds"]]
+        # the run folders where the bench writes them, so that a moved output_dir still reads its own runs
+        seeds = [{**r, **seed_outcome(r["stages"], out / f"seed{r['seed']}")} for r in pipeline["seeds"]]
         pipeline.update(seeds=seeds, median=median_summary(seeds))
         sections.append(pipeline_table(seeds, pipeline["extra_args"], pipeline["machine"]))
     document = "\n\n".join(sections)

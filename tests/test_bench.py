@@ -267,7 +267,8 @@ def test_report_only_tabulates_the_stored_runs_again(tmp_path):
     write_run_dir(run_dir, HISTORY, dict.fromkeys(PREFIXES, 1.0), correct=0.99, sft_correct=0.98, eval_correct=0.993)
     stages = {name: stage(seconds, 0.5) for name, seconds in zip(bench.STAGES, (10.0, 12.0, 20.0, 3.0))}
     host = {"cpu_count": 2, "torch": "x", "torch_threads": 2, "platform": "y"}
-    stored = {"seed": 42, "run_dir": str(run_dir), "stages": stages, "total_s": 45.0, "sampled_correct": 0.99}
+    moved = "/elsewhere/seed42"  # the folder was moved since: the runs are read under --output_dir
+    stored = {"seed": 42, "run_dir": moved, "stages": stages, "total_s": 45.0, "sampled_correct": 0.99}
     pipeline = {"extra_args": {}, "machine": host, "seeds": [stored], "median": {}}
     raw = {"args": {"steps": 300, "batch": 64, "repeats": 3}, "pipeline": pipeline}
     raw["seconds_per_100_steps"] = {"plain PyTorch loop": 3.0, "recipes/sft.py (SFTTrainer)": 3.3}
