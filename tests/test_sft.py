@@ -14,7 +14,7 @@ def test_yaml_defaults_and_cli_override():
     sft = load_recipe("sft")
     config = str(ROOT / "recipes" / "configs" / "sft.yaml")
     script_args, training_args = parse_args((sft.SFTScriptArguments, SFTConfig), config, [])
-    assert training_args.max_steps == 1500 and training_args.output_dir == "outputs/sft"
+    assert training_args.max_steps == 2000 and training_args.output_dir == "outputs/sft"
     assert training_args.bf16 is False
     script_args, training_args = parse_args(
         (sft.SFTScriptArguments, SFTConfig), config, ["--max_steps", "7", "--n_layer", "2"]
