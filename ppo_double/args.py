@@ -104,6 +104,7 @@ _VALUE_CHECKS = (
     ("temperature", lambda v: v > 0, "> 0"),
     ("judge_every", lambda v: v >= 1, ">= 1"),
     ("judge_samples", lambda v: v >= 1, ">= 1"),
+    ("samples", lambda v: v >= 1, ">= 1"),
     ("target_exact_match", lambda v: v is None or 0 <= v <= 1, "between 0 and 1 (or null: never stop early)"),
     ("target_sampled_exact_match", lambda v: 0 <= v <= 1, "between 0 and 1"),
     ("target_patience", lambda v: v >= 1, ">= 1"),

@@ -2,6 +2,7 @@
 
 python recipes/evaluate.py --model outputs/ppo
 python recipes/evaluate.py --model outputs/sft --prompts unprefixed --output_json /tmp/sft.json
+python recipes/evaluate.py --model outputs/ppo --baseline outputs/sft --prompts prefixed --samples 64   # precise
 """
 
 from dataclasses import dataclass, field
@@ -9,7 +10,7 @@ from dataclasses import dataclass, field
 from ppo_double.args import parse_args
 from ppo_double.checkpoints import load_policy
 from ppo_double.errors import run
-from ppo_double.evaluate import evaluate, format_comparison, format_table, save_results
+from ppo_double.evaluate import TEST_SAMPLES, evaluate, format_comparison, format_table, save_results
 from ppo_double.task import heldout_selection
 
 
@@ -22,6 +23,7 @@ class EvalArguments:
         metadata={"help": "which held-out prompts", "choices": ["all", "prefixed", "unprefixed"]},
     )
     seed: int = field(default=0, metadata={"help": "seed for the sampled answers"})
+    samples: int = field(default=TEST_SAMPLES, metadata={"help": "sampled answers per prompt"})
     output_json: str | None = field(default=None, metadata={"help": "where to write the numbers (default: none)"})
 
 
@@ -32,7 +34,7 @@ def main(argv=None):
     results = {}
     for name in filter(None, (args.baseline, args.model)):
         model, tokenizer = load_policy(name)
-        results[name] = evaluate(model, tokenizer, prompts, seed=args.seed)
+        results[name] = evaluate(model, tokenizer, prompts, seed=args.seed, samples=args.samples)
         print(f"\n{name}\n{format_table(results[name])}")
     if args.baseline:
         print(f"\nbefore ({args.baseline}) -> after ({args.model})\n")
