@@ -22,6 +22,7 @@ across runs: say so.
 
 import argparse
 import json
+import os
 import shlex
 import statistics
 import sys
@@ -72,15 +73,17 @@ def stop_rule() -> str:
 
 
 def start_checkpoints(seed: int, seed_dir: Path) -> dict[str, Path]:
-    """The seed's SFT and reward folders, trained with bench.py's commands unless already complete."""
+    """The seed's SFT and reward folders, trained with bench.py's commands unless already complete (with the threads
+    `make all` gives them, so that they are its checkpoints: thread count changes the numerics)."""
     commands = bench.stage_commands(seed, seed_dir, {})
+    env = {**os.environ, "OMP_NUM_THREADS": str(bench.HALF_CORES)}
     folders = {}
     for stage in ("sft", "reward"):
         folders[stage] = seed_dir / stage
         if (folders[stage] / "model.safetensors").is_file():
             continue
         print(f"seed {seed}: {stage}: {shlex.join(commands[stage])}", flush=True)
-        result = bench.run_stage(commands[stage], seed_dir / f"{stage}.log")
+        result = bench.run_stage(commands[stage], seed_dir / f"{stage}.log", env=env)
         if result["returncode"]:
             raise SystemExit(f"seed {seed}: {stage} failed:\n{bench.log_tail(result['log'])}")
     return folders
