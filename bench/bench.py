@@ -41,14 +41,14 @@ from pathlib import Path
 
 import torch
 
+from ppo_double.cli import SIDE_BY_SIDE, pipeline_seconds
 from ppo_double.data import sft_dataset
 from ppo_double.modeling import build_policy, load_tokenizer
 from ppo_double.task import PREFIXES
 
 ROOT = Path(__file__).resolve().parent.parent
 STAGES = ("sft", "reward", "ppo", "eval")
-# `make all` trains SFT and reward side by side, each with half the cores (the Makefile's HALF_CORES).
-SIDE_BY_SIDE = ("sft", "reward")
+# `make all` trains SFT and reward (SIDE_BY_SIDE) side by side, each with half the cores (the Makefile's HALF_CORES).
 HALF_CORES = max(1, len(os.sched_getaffinity(0)) // 2)
 # The targets, on the held-out test numbers after PPO, every prefix: greedy exact match, sampled (temperature 1) exact
 # match, a sampled correct-double share no lower than the SFT's on the same prompts, and during PPO a greedy
@@ -259,7 +259,7 @@ def seed_outcome(stages: dict[str, dict], run_dir: Path) -> dict:
     outcome = {"failed_stage": failed, "total_s": None, "ppo_episodes": None, "ppo_episodes_per_s": None}
     outcome.update(dict.fromkeys(JUDGED), target_met=None, time_to_target_s=None)
     if failed is None and len(stages) == len(STAGES):
-        outcome["total_s"] = pipeline_seconds(stages, STAGES)
+        outcome["total_s"] = pipeline_seconds({name: stage["wall_s"] for name, stage in stages.items()})
     if stages.get("ppo", {}).get("returncode") != 0:
         return outcome
     try:
@@ -270,14 +270,10 @@ def seed_outcome(stages: dict[str, dict], run_dir: Path) -> dict:
         return {**outcome, "failed_stage": "ppo results", "error": repr(error)}
     outcome.update(numbers, ppo_episodes=episodes, ppo_episodes_per_s=eps, target_met=targets_met(numbers))
     if outcome["target_met"]:
-        outcome["time_to_target_s"] = pipeline_seconds(stages, ("sft", "reward", "ppo"))
+        outcome["time_to_target_s"] = pipeline_seconds(
+            {name: stages[name]["wall_s"] for name in ("sft", "reward", "ppo")}
+        )
     return outcome
-
-
-def pipeline_seconds(stages: dict[str, dict], names) -> float:
-    """Wall seconds of the stages `names` as `make all` runs them: SFT and reward side by side, the rest in turn."""
-    together = [stages[name]["wall_s"] for name in names if name in SIDE_BY_SIDE]
-    return max(together, default=0.0) + sum(stages[name]["wall_s"] for name in names if name not in SIDE_BY_SIDE)
 
 
 def run_seed(seed: int, run_dir: Path, extra: dict[str, list[str]]) -> dict:

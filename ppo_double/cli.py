@@ -180,6 +180,14 @@ def cmd_compare(args) -> int:
 
 
 STAGE_FOLDERS = {"sft": "SFT policy", "reward": "reward classifier", "ppo": "PPO policy"}
+# `make all` trains these two side by side (each on half the cores); the other stages run one after the other.
+SIDE_BY_SIDE = ("sft", "reward")
+
+
+def pipeline_seconds(seconds: dict[str, float]) -> float:
+    """Wall time of the stages in `seconds` as `make all` runs them: the longer of SFT and reward, then the rest."""
+    together = [value for stage, value in seconds.items() if stage in SIDE_BY_SIDE]
+    return max(together, default=0) + sum(value for stage, value in seconds.items() if stage not in SIDE_BY_SIDE)
 
 
 def cmd_summary(args) -> int:
@@ -195,10 +203,8 @@ def cmd_summary(args) -> int:
         with open(path("wall_times.tsv"), encoding="utf-8") as f:
             times = dict(line.split("\t") for line in f.read().splitlines() if line)
         times = {stage: int(seconds) for stage, seconds in times.items()}
-        # sft and reward ran side by side, both timed from their common start
-        side_by_side = [stage for stage in ("sft", "reward") if stage in times]
-        total = max((times[s] for s in side_by_side), default=0)
-        total += sum(seconds for stage, seconds in times.items() if stage not in side_by_side)
+        total = pipeline_seconds(times)  # sft and reward ran side by side, both timed from their common start
+        side_by_side = [stage for stage in SIDE_BY_SIDE if stage in times]
         stages = [" and ".join(f"{s} {times[s]} s" for s in side_by_side) + " side by side"] if side_by_side else []
         stages += [f"{stage} {seconds} s" for stage, seconds in times.items() if stage not in side_by_side]
         print(f"wall time: {', '.join(stages)}; total {total // 60} min {total % 60} s\n")
