@@ -337,8 +337,8 @@ def prefix_cell(values: dict[str, float] | None) -> str:
     return MISSING if values is None or None in values.values() else " / ".join(pct(values[p]) for p in PREFIXES)
 
 
-def pct(value: float | None) -> str:
-    return MISSING if value is None else f"{100 * value:.1f}%"
+def pct(value: float | None, digits: int = 1) -> str:
+    return MISSING if value is None else f"{100 * value:.{digits}f}%"
 
 
 def target_cell(result: dict) -> str:

@@ -41,7 +41,6 @@ def test_outcome_finds_the_judgement_where_the_stop_rule_held():
     assert outcome["completions_to_target"] == 64 * 48 and outcome["seconds_to_target"] == 96.0
     assert outcome["completions_per_s"] == 32.0
     assert outcome["min_greedy_correct_in_training"] == 0.97
-    assert outcome["sampled_correct"] == 0.99
 
 
 def test_outcome_of_a_run_that_never_met_the_target():
@@ -55,6 +54,7 @@ def test_comparison_table_has_a_row_per_run_and_a_median_per_algorithm():
 
     runs = [
         {"algorithm": a, "seed": s, "stage": stage(), "failed": False, **algorithms.outcome(results(HISTORY))}
+        | {"sampled_correct": 0.99}
         for a in ("ppo", "grpo")
         for s in (42, 43)
     ]
@@ -68,9 +68,9 @@ def test_comparison_table_has_a_row_per_run_and_a_median_per_algorithm():
         ["| ppo", "42"], ["| ppo", "43"], ["| **ppo**", "median"],
         ["| grpo", "42"], ["| grpo", "43"], ["| grpo", "44"], ["| **grpo**", "median"],
     ]  # fmt: skip
-    assert rows[0].split(" | ")[2:4] == ["3072", "96.0"] and "99.0% (98.0%)" in rows[0]
+    assert rows[0].split(" | ")[2:4] == ["3072", "96.0"] and "98.00% → 99.00%" in rows[0]
     assert rows[5].split(" | ")[2] == "failed"
-    assert rows[6].split(" | ")[2] == "3072 (2/3 reached)"
+    assert rows[6].split(" | ")[2] == "3072 (2/3 reached)" and "99.00% (2/3 ≥ SFT)" in rows[6]
     assert "(extra args: ppo 42 `--total_episodes 8192`)" in lines[0]
 
 

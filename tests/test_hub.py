@@ -241,7 +241,7 @@ def test_policy_card_gives_stage_config_and_judge_numbers(pushed, stage):
             assert f"| `{key}` | `{value}` |" in card.text
         assert "`episodes_run` | `64`" in card.text
     elif stage == "grpo":
-        for key, value in (("num_generations", 4), ("beta", 0.0), ("max_completion_length", 7), ("max_steps", 4)):
+        for key, value in (("num_generations", 4), ("beta", 0.04), ("max_completion_length", 7), ("max_steps", 4)):
             assert f"| `{key}` | `{value}` |" in card.text
         assert "`episodes_run` | `64`" in card.text  # 4 updates of 16 completions
     else:
