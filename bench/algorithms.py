@@ -46,40 +46,52 @@ TARGET = {
     "target_keep_correct": True,
     "target_patience": 2,
 }
-# The settings tried for GRPO's and RLOO's defaults (the YAML's values unless named): (algorithm, label, extra args).
-SWEEP = (
-    ("grpo", "lr 3e-4, 8 per prompt, scale_rewards group", ["--scale_rewards", "group"]),
-    ("grpo", "lr 3e-4, 8 per prompt, scale_rewards none", ["--scale_rewards", "none"]),
-    ("grpo", "lr 3e-4, 16 per prompt, scale_rewards group", ["--scale_rewards", "group", "--num_generations", "16"]),
-    ("grpo", "lr 1e-4, 8 per prompt, scale_rewards group", ["--scale_rewards", "group", "--learning_rate", "1e-4"]),
-    ("rloo", "lr 3e-4, 8 per prompt", []),
-    ("rloo", "lr 1e-4, 8 per prompt", ["--learning_rate", "1e-4"]),
-    # After issue 13's stop rule (sampled >= 98.5 %, keep the SFT's correct share), whose tail GRPO and RLOO reach
-    # after arithmetic dips to 82-90 % greedy correct: a KL anchor to the SFT policy, or PPO's decaying schedule.
-    ("grpo", "lr 3e-4, 8 per prompt, beta 0.04", ["--beta", "0.04"]),
-    ("grpo", "lr 3e-4 linear decay, 8 per prompt", ["--lr_scheduler_type", "linear"]),
-    ("rloo", "lr 3e-4, 8 per prompt, beta 0.04", ["--beta", "0.04"]),
-    ("grpo", "lr 3e-4 linear decay, 8 per prompt, beta 0.04", ["--beta", "0.04", "--lr_scheduler_type", "linear"]),
-    ("rloo", "lr 3e-4 linear decay, 8 per prompt, beta 0.04", ["--beta", "0.04", "--lr_scheduler_type", "linear"]),
-    # With beta 0.04 the sampled correct share still ends ~0.1 point under the SFT's, where PPO ends over it. PPO
-    # takes 4 clipped steps on each batch: a batch reused is off-policy, and clipping then bounds how far rare tokens
-    # can rise, which sharpens the policy. GRPO and RLOO take 1 (on-policy, the clip never acts). 4 iterations per
-    # batch, at a third of the lr; judge and save intervals x4 to keep the judging per completion, and a budget of
-    # 32 000 completions (PPO's runs stop after ~10 000).
-    *(
-        (algorithm, "lr 1e-4, 8 per prompt, beta 0.04, 4 iterations per batch (cap 32 000)", [
-            "--beta", "0.04", "--learning_rate", "1e-4", "--num_iterations", "4", "--max_steps", "2000",
-            "--judge_every", "32", "--logging_steps", "32", "--save_steps", "64",
-        ])  # fmt: skip
-        for algorithm in ("grpo", "rloo")
-    ),
-    # The decay ends with the budget (max_steps): a shorter budget decays faster.
-    *(
-        (algorithm, "lr 3e-4 linear decay over 32 000 completions, 8 per prompt, beta 0.04", [
-            "--beta", "0.04", "--lr_scheduler_type", "linear", "--max_steps", "500",
-        ])  # fmt: skip
-        for algorithm in ("grpo", "rloo")
-    ),
+
+
+def sweep_args(changes: str) -> list[str]:
+    """`changes` (flag value ...) over the YAML's values before rows 9-10 won: a constant lr, no KL anchor."""
+    words = changes.split()
+    merged = {"--lr_scheduler_type": "constant", "--beta": "0", **dict(zip(words[::2], words[1::2]))}
+    return [word for pair in merged.items() for word in pair]
+
+
+# The settings tried for GRPO's and RLOO's defaults: (algorithm, label, extra args). Each row names its schedule and
+# beta, so that it reruns the same under today's YAML (the YAML's values for everything else).
+SWEEP = tuple(
+    (algorithm, label, sweep_args(changes))
+    for algorithm, label, changes in (
+        ("grpo", "lr 3e-4, 8 per prompt, scale_rewards group", "--scale_rewards group"),
+        ("grpo", "lr 3e-4, 8 per prompt, scale_rewards none", "--scale_rewards none"),
+        ("grpo", "lr 3e-4, 16 per prompt, scale_rewards group", "--scale_rewards group --num_generations 16"),
+        ("grpo", "lr 1e-4, 8 per prompt, scale_rewards group", "--scale_rewards group --learning_rate 1e-4"),
+        ("rloo", "lr 3e-4, 8 per prompt", ""),
+        ("rloo", "lr 1e-4, 8 per prompt", "--learning_rate 1e-4"),
+        # After issue 13's stop rule (sampled >= 98.5 %, keep the SFT's correct share), whose tail GRPO and RLOO
+        # reach after arithmetic dips to 72-95 % greedy correct: a KL anchor to the SFT policy, PPO's decaying lr.
+        ("grpo", "lr 3e-4, 8 per prompt, beta 0.04", "--beta 0.04"),
+        ("grpo", "lr 3e-4 linear decay, 8 per prompt", "--lr_scheduler_type linear"),
+        ("rloo", "lr 3e-4, 8 per prompt, beta 0.04", "--beta 0.04"),
+        ("grpo", "lr 3e-4 linear decay, 8 per prompt, beta 0.04", "--beta 0.04 --lr_scheduler_type linear"),
+        ("rloo", "lr 3e-4 linear decay, 8 per prompt, beta 0.04", "--beta 0.04 --lr_scheduler_type linear"),
+        # PPO takes 4 clipped steps on each batch (a reused batch is off-policy, and the clip bounds how far rare
+        # tokens can rise, which may sharpen the policy); GRPO and RLOO take 1, where the clip never acts. 4
+        # iterations per batch at a third of the lr, judging as often per completion, a 32 000-completion budget.
+        *(
+            (
+                algorithm,
+                "lr 1e-4, 8 per prompt, beta 0.04, 4 iterations per batch (cap 32 000)",
+                "--beta 0.04 --learning_rate 1e-4 --num_iterations 4 --max_steps 2000 --judge_every 32 "
+                "--logging_steps 32 --save_steps 64",
+            )
+            for algorithm in ("grpo", "rloo")
+        ),
+        # The linear decay ends with the budget (max_steps): half the budget decays twice as fast.
+        (
+            "grpo",
+            "lr 3e-4 linear decay over 32 000 completions, 8 per prompt, beta 0.04",
+            "--beta 0.04 --lr_scheduler_type linear --max_steps 500",
+        ),
+    )
 )
 
 
@@ -286,6 +298,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--output_dir", default="outputs/bench")
     parser.add_argument("--figure", default="outputs/bench/algorithms.png", help="the comparison's figure")
     parser.add_argument("--readme", help="also write the comparison between the algorithms markers of this file")
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="run nothing: tabulate again what <output_dir>/algorithms.json (--sweep: sweep.json) holds",
+    )
     for algorithm in ALGORITHMS:
         parser.add_argument(f"--{algorithm}-args", default="", help=f"extra arguments for recipes/{algorithm}.py")
     return parser.parse_args(argv)
@@ -301,7 +318,7 @@ def main(argv=None) -> int:
     plan = [(a, "", []) for a in args.algorithms] if not args.sweep else SWEEP
     rows = range(len(plan)) if args.rows is None else args.rows
     runs, sft = [], {}
-    for seed in args.seeds:
+    for seed in [] if args.report_only else args.seeds:
         start = start_checkpoints(seed, out / f"seed{seed}")
         sft[seed] = sft_baseline(start["sft"], seed)
         for i in rows:
@@ -311,11 +328,14 @@ def main(argv=None) -> int:
             runs.append({**run, "label": label})
 
     name = "sweep" if args.sweep else "algorithms"
+    if args.report_only and not (out / f"{name}.json").exists():
+        raise SystemExit(f"error: --report-only: no {out / f'{name}.json'} to tabulate (run the bench first)")
     if (out / f"{name}.json").exists():  # runs of earlier invocations (other seeds, algorithms, rows) stay in
         before = json.loads((out / f"{name}.json").read_text(encoding="utf-8"))
         ran = {(r["algorithm"], r["label"], r["seed"]) for r in runs}
         runs = [r for r in before["runs"] if (r["algorithm"], r["label"], r["seed"]) not in ran] + runs
         sft = {**{int(seed): v for seed, v in before["sft"].items()}, **sft}
+        host = before["machine"] if args.report_only else host
     order = [(a, label) for a, label, _ in (SWEEP if args.sweep else [(a, "", []) for a in ALGORITHMS])]
     runs.sort(key=lambda r: (order.index((r["algorithm"], r["label"])), r["seed"]))
     document = sweep_table(runs, sft, host) if args.sweep else comparison_table(runs, sft, host)

@@ -1,5 +1,9 @@
 """bench/algorithms.py's pure parts: when a run met the stop rule, the comparison table, the figure."""
 
+import json
+
+import pytest
+
 from conftest import load_script
 from ppo_double.plots import plot_algorithms
 from ppo_double.task import PREFIXES
@@ -85,3 +89,29 @@ def test_the_comparison_goes_between_its_own_readme_markers(tmp_path):
     readme.write_text(f"a\n{start}\nold\n{end}\n<!-- bench:start -->\nkeep\n<!-- bench:end -->\n")
     algorithms.bench.update_readme(readme, "| new |", algorithms.README_MARKERS)
     assert readme.read_text() == f"a\n{start}\n\n| new |\n\n{end}\n<!-- bench:start -->\nkeep\n<!-- bench:end -->\n"
+
+
+def test_report_only_tabulates_the_saved_runs_and_runs_nothing(tmp_path, monkeypatch):
+    monkeypatch.setattr(algorithms, "run_algorithm", lambda *a: pytest.fail("--report-only ran an algorithm"))
+    with pytest.raises(SystemExit, match="no .*algorithms.json to tabulate"):
+        algorithms.main(["--report-only", "--output_dir", str(tmp_path)])
+    stage = {"wall_s": 100.0, "peak_rss_gib": 1.0, "command": ["x", "--resume_from_checkpoint", "false"]}
+    run = {"algorithm": "grpo", "seed": 42, "label": "", "stage": stage, "failed": False}
+    run |= algorithms.outcome(results(HISTORY)) | {"sampled_correct": 0.995}
+    host = {"cpu_count": 2, "torch_threads": 2, "torch": "2.x", "platform": "Linux", "date": "then"}
+    saved = {"machine": host, "target": algorithms.TARGET, "sft": {"42": {"sampled_correct": 0.99}}, "runs": [run]}
+    (tmp_path / "algorithms.json").write_text(json.dumps(saved))
+    figure = tmp_path / "algorithms.png"
+    assert algorithms.main(["--report-only", "--output_dir", str(tmp_path), "--figure", str(figure)]) == 0
+    table = (tmp_path / "algorithms.md").read_text()
+    assert "| grpo | 42 | 3072 |" in table and "99.00% → 99.50%" in table and "; then." in table
+    assert figure.exists()
+
+
+def test_sweep_rows_name_their_schedule_and_beta_whatever_the_yaml_says():
+    rows = {label: args for _, label, args in algorithms.SWEEP}
+    for label, args in rows.items():
+        pairs = dict(zip(args[::2], args[1::2]))
+        assert pairs["--lr_scheduler_type"] == ("linear" if "linear decay" in label else "constant"), label
+        assert pairs["--beta"] == ("0.04" if "beta 0.04" in label else "0"), label
+        assert len(pairs) == len(args) / 2  # each flag once

@@ -4,8 +4,8 @@ in a shipped YAML prints a FutureWarning on every run of that stage)."""
 import warnings
 
 import pytest
-from conftest import ROOT, load_recipe
 
+from conftest import ROOT, load_recipe
 from ppo_double.args import parse_args
 
 CONFIGS = {
