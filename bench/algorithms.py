@@ -1,4 +1,4 @@
-"""PPO, GRPO or RLOO? Each from the same SFT and reward checkpoints, with the same stop rule, per seed; and the
+"""PPO, GRPO or RLOO? Each from the same SFT and reward checkpoints, judged by the same rule, per seed; and the
 sweep behind GRPO's and RLOO's defaults.
 
     make bench ARGS="--algorithms"                                  # ppo, grpo, rloo x seeds 42 43 44
@@ -7,14 +7,15 @@ sweep behind GRPO's and RLOO's defaults.
     python bench/algorithms.py --sweep --seeds 42                   # the settings tried for GRPO's and RLOO's defaults
 
 Per seed, SFT and reward run once (bench.py's stage commands) into `<output_dir>/seed<S>/`, unless complete ones are
-already there; then each algorithm runs as its own process (`accelerate launch recipes/<algorithm>.py`) from them,
-with one stop rule for all (TARGET, the recipes' own): greedy >= 99.5 % and sampled (T=1) >= 98.5 % exact match for
-every prefix on the validation numbers, on two judgements in a row (each recipe judges on its own schedule). Per run,
-from the run's `eval_results.json` (test numbers; `judged_during_training` for the validation history): completions
-and seconds to the target, completions per second (training and judging), greedy and sampled exact match per prefix,
-the sampled share of correct doubles (any system; PRECISE_SAMPLES answers per test prompt, for the run and for its
-SFT start), the lowest greedy share of correct doubles while training, and
-peak RSS.
+already there; then each algorithm runs on its recipe's defaults as its own process (`accelerate launch
+recipes/<algorithm>.py`) from them. PPO stops at its stop rule (TARGET, ppo.yaml's): greedy >= 99.5 % and sampled
+(T=1) >= 98.5 % exact match for every prefix on the validation numbers and sampled answers right doubles as often
+as at the start, on two judgements in a row; GRPO and RLOO run their whole lr decay (their YAML's reason), and the
+table gives when the same rule first held in their judge's history. Per run, from the run's `eval_results.json`
+(test numbers; `judged_during_training` for the validation history): completions and seconds to the target,
+completions per second (training and judging), greedy and sampled exact match per prefix, the sampled share of
+correct doubles (any system; PRECISE_SAMPLES answers per test prompt, for the run and for its SFT start), the lowest
+greedy share of correct doubles while training, and peak RSS.
 Writes `algorithms.md` / `algorithms.json` under `--output_dir`, and a figure (`--figure`). `--sweep` writes
 `sweep.md` / `sweep.json` instead. Runs of earlier invocations into the same `--output_dir` that were not run again
 (other seeds, algorithms or `--rows`) stay in the tables. Wall times measured on a busy machine are not comparable
@@ -49,9 +50,11 @@ TARGET = {
 
 
 def sweep_args(changes: str) -> list[str]:
-    """`changes` (flag value ...) over the YAML's values before rows 9-10 won: a constant lr, no KL anchor."""
+    """`changes` (flag value ...) over the YAML's values when the sweep ran: a constant lr, no KL anchor, and the
+    run stopped by TARGET's rule."""
     words = changes.split()
-    merged = {"--lr_scheduler_type": "constant", "--beta": "0", **dict(zip(words[::2], words[1::2]))}
+    merged = {"--lr_scheduler_type": "constant", "--beta": "0", **{f"--{k}": str(v) for k, v in TARGET.items()}}
+    merged |= dict(zip(words[::2], words[1::2]))
     return [word for pair in merged.items() for word in pair]
 
 
@@ -128,7 +131,6 @@ def rl_command(algorithm: str, seed: int, start: dict[str, Path], out: Path, ext
     accelerate = str(Path(sys.executable).parent / "accelerate")
     command = [accelerate, "launch", f"recipes/{algorithm}.py", "--seed", str(seed), "--output_dir", str(out)]
     command += ["--sft_model_path", str(start["sft"]), "--reward_model_path", str(start["reward"])]
-    command += [item for key, value in TARGET.items() for item in (f"--{key}", str(value))]
     return command + ["--resume_from_checkpoint", "false", *extra]
 
 
@@ -249,8 +251,10 @@ def comparison_table(runs: list[dict], sft: dict[int, dict], host: dict) -> str:
     lines = [
         "Same SFT and reward checkpoints per seed, each algorithm on its recipe defaults"
         + (f" (extra args: {extras})" if extras else "")
-        + f", one stop rule: {stop_rule()}. Exact match and correct shares on the held-out test numbers "
-        "(prefixed prompts); a completion = an episode. Seconds are training + judging, in the run's own process.",
+        + f". One target: {stop_rule()}. PPO stops there; GRPO and RLOO run their whole lr decay, and their "
+        "target columns give when the rule first held. Exact match and correct shares on the held-out test numbers "
+        "(prefixed prompts), of the final policy; a completion = an episode. Seconds are training + judging, in the "
+        "run's own process.",
         "",
         bench.row(["algorithm", "seed", *HEADER]),
         bench.row(["---"] * (len(HEADER) + 2)),
