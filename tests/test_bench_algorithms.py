@@ -3,8 +3,9 @@
 import json
 
 import pytest
+import yaml
 
-from conftest import load_script
+from conftest import ROOT, load_script
 from ppo_double.plots import plot_algorithms
 from ppo_double.task import PREFIXES
 
@@ -115,3 +116,9 @@ def test_sweep_rows_name_their_schedule_and_beta_whatever_the_yaml_says():
         assert pairs["--lr_scheduler_type"] == ("linear" if "linear decay" in label else "constant"), label
         assert pairs["--beta"] == ("0.04" if "beta 0.04" in label else "0"), label
         assert len(pairs) == len(args) / 2  # each flag once
+
+
+def test_the_target_is_ppo_yaml_stop_rule():
+    """TARGET judges every algorithm's history by the rule PPO stops at: the two must not drift apart."""
+    config = yaml.safe_load((ROOT / "recipes" / "configs" / "ppo.yaml").read_text(encoding="utf-8"))
+    assert {key: config[key] for key in algorithms.TARGET} == algorithms.TARGET
