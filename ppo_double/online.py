@@ -70,6 +70,16 @@ class GroupArguments(RLArguments):
     )
 
 
+def lora_config(model_args):
+    """TRL's LoRA config from the ModelConfig fields (None without --use_peft), for the GPT-2 policy. Its attention
+    and MLP layers are Conv1D, which stores weights transposed: LoRA must be told (fan_in_fan_out), or peft warns on
+    every run and sets it itself."""
+    config = get_peft_config(model_args)
+    if config is not None:
+        config.fan_in_fan_out = True
+    return config
+
+
 def add_judge(trainer, script_args: RLArguments, seed: int, start_model_path: str) -> JudgeCallback:
     """JudgeCallback on the validation numbers, and the compact console instead of the per-log metrics dict. The
     starting point it judges is the policy in `start_model_path` (the SFT folder), as saved."""
@@ -129,7 +139,7 @@ def train_group(trainer_class, stage: str, script_args: GroupArguments, config, 
         args=config,
         train_dataset=prompt_text_dataset(),
         processing_class=tokenizer,
-        peft_config=get_peft_config(model_args),
+        peft_config=lora_config(model_args),
     )
     reward.to(trainer.accelerator.device)
     judge = add_judge(trainer, script_args, config.seed, script_args.sft_model_path)

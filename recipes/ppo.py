@@ -10,14 +10,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from transformers import set_seed
-from trl import ModelConfig, get_peft_config
+from trl import ModelConfig
 
 from ppo_double.args import fit_to_device, parse_args
 from ppo_double.checkpoints import start_run
 from ppo_double.data import prompt_dataset
 from ppo_double.errors import run as run_main
 from ppo_double.modeling import load_tokenizer
-from ppo_double.online import RLArguments, add_judge, save_final
+from ppo_double.online import RLArguments, add_judge, lora_config, save_final
 from ppo_double.ppo import PPOConfig, PPOTrainer, build_ppo_models
 from ppo_double.task import VALIDATION_NUMBERS
 
@@ -59,7 +59,7 @@ def main(argv=None):
         processing_class=tokenizer,
         train_dataset=train_dataset,
         eval_dataset=eval_dataset,
-        peft_config=get_peft_config(model_args),
+        peft_config=lora_config(model_args),
         value_warmup_updates=script_args.value_warmup_updates,
         **models,
     )

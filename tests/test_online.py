@@ -120,6 +120,7 @@ def test_the_start_is_judged_on_the_sft_policy_as_saved(stage, tiny_sft, tiny_re
     assert not torch.allclose(judged_wte[1][prefix_rows], sft_wte[prefix_rows])  # the trained copy was scaled
 
 
+@pytest.mark.filterwarnings("error:fan_in_fan_out")  # lora_config tells LoRA that GPT-2's layers are Conv1D
 def test_lora_trains_only_adapter_weights_and_saves_a_merged_policy(tiny_sft, tiny_reward, tmp_path):
     trainer = load_recipe("grpo").main(
         [*tiny_group_args(tiny_sft, tiny_reward, tmp_path / "grpo"), "--max_steps", "2", "--use_peft", "true"]

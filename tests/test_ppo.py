@@ -150,6 +150,7 @@ def test_ppo_learns_to_follow_the_prefix(trained, tmp_path):
     assert min(entry["eval/correct"] for entry in ppo_results["judged_during_training"]) >= 0.95
 
 
+@pytest.mark.filterwarnings("error:fan_in_fan_out")  # lora_config tells LoRA that GPT-2's layers are Conv1D
 def test_lora_trains_only_adapter_weights_and_saves_a_merged_policy(tiny_sft, tiny_reward, tmp_path):
     ppo = load_recipe("ppo")
     captured = {}
