@@ -332,10 +332,11 @@ def main(argv=None) -> int:
             runs.append({**run, "label": label})
 
     name = "sweep" if args.sweep else "algorithms"
-    if args.report_only and not (out / f"{name}.json").exists():
-        raise SystemExit(f"error: --report-only: no {out / f'{name}.json'} to tabulate (run the bench first)")
-    if (out / f"{name}.json").exists():  # runs of earlier invocations (other seeds, algorithms, rows) stay in
-        before = json.loads((out / f"{name}.json").read_text(encoding="utf-8"))
+    saved = out / f"{name}.json"
+    if args.report_only and not saved.exists():
+        raise SystemExit(f"error: --report-only: no {saved} to tabulate (run the bench first)")
+    if saved.exists():  # runs of earlier invocations (other seeds, algorithms, rows) stay in
+        before = json.loads(saved.read_text(encoding="utf-8"))
         ran = {(r["algorithm"], r["label"], r["seed"]) for r in runs}
         runs = [r for r in before["runs"] if (r["algorithm"], r["label"], r["seed"]) not in ran] + runs
         sft = {**{int(seed): v for seed, v in before["sft"].items()}, **sft}
@@ -346,7 +347,7 @@ def main(argv=None) -> int:
     print(document)
     (out / f"{name}.md").write_text(document + "\n", encoding="utf-8")
     raw = {"machine": host, "target": TARGET, "sft": sft, "runs": runs}
-    (out / f"{name}.json").write_text(json.dumps(raw, indent=2, ensure_ascii=False), encoding="utf-8")
+    saved.write_text(json.dumps(raw, indent=2, ensure_ascii=False), encoding="utf-8")
     if not args.sweep:
         done = [r for r in runs if not r["failed"]]
         histories = {a: [r["history"] for r in done if r["algorithm"] == a] for a in ALGORITHMS}
