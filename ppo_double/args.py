@@ -141,6 +141,10 @@ def check_fields(values: dict) -> None:
     for name, valid, must in _VALUE_CHECKS:
         if name in values and not valid(values[name]):
             raise UsageError(f"{name} must be {must}, got {values[name]!r}: fix it in the YAML or with --{name}")
+    for name, value in values.items():  # a stage's floors on its own result (ppo_double/checks.py): shares
+        if name.startswith("min_") and value is not None and not 0 <= value <= 1:
+            must = "between 0 and 1 (0: no check)"
+            raise UsageError(f"{name} must be {must}, got {values[name]!r}: fix it in the YAML or with --{name}")
 
 
 def _check_ppo_budget(values: dict) -> None:

@@ -1,8 +1,10 @@
 """Judge the policy while PPO, GRPO or RLOO trains, and stop once a validation split holds the target."""
 
 import logging
+import random
 import time
 
+import torch
 from transformers import AutoModelForCausalLM, Trainer, TrainerCallback
 from transformers.trainer_callback import ProgressCallback
 
@@ -77,6 +79,7 @@ class JudgeCallback(TrainerCallback):
         self.samples = samples
         self.seed = seed
         self.streak = 0
+        self.stopped = False  # the stop rule held: the run ended at it
         self.history = []
         self.started = time.perf_counter()
 
@@ -118,6 +121,7 @@ class JudgeCallback(TrainerCallback):
                 self.history.append({"episode": episodes(args, entry["step"]), "step": entry["step"], **logs})
                 if entry["step"] > 0:
                     self.streak = self.streak + 1 if self.target is not None and self.reached_target(logs) else 0
+        self.stopped = self.target is not None and self.streak >= self.patience
         if not self.history:  # a new run: the starting point, for the plots and for keep_correct
             self.log(self.judge(args, state, self.start_policy()), control)
 
@@ -156,7 +160,20 @@ class JudgeCallback(TrainerCallback):
                 self.patience,
                 episodes(args, state.global_step),
             )
-            control.should_training_stop = True
+            control.should_training_stop = self.stopped = True
+
+    def summary(self) -> str:
+        """The last judgement, in the stop rule's terms: `greedy 99.8 / 100.0 / 99.6 %, sampled ...`."""
+        last, start = self.history[-1], self.history[0]
+        shares = {
+            mode: " / ".join(f"{100 * last[f'eval/{key}/{p}']:.1f}" for p in PREFIXES)
+            for mode, key in (("greedy", "exact_match"), ("sampled", "sampled_exact_match"))
+        }
+        return (
+            f"exact match greedy {shares['greedy']} %, sampled {shares['sampled']} % for {' / '.join(PREFIXES)}; "
+            f"sampled correct {100 * last['eval/sampled_correct']:.2f} % "
+            f"(at the start {100 * start['eval/sampled_correct']:.2f} %)"
+        )
 
 
 class CompactProgressCallback(ProgressCallback):
@@ -188,3 +205,40 @@ class CompactProgressCallback(ProgressCallback):
         shown = [f"{name} {logs[key]:.3f}" for key, name in self.KEYS.items() if key in logs]
         if shown:
             self.training_bar.write(f"episode {episodes(args, state.global_step)}: " + ", ".join(shown))
+
+
+class DetectionProbe(TrainerCallback):
+    """How well the reward stage's phase 2 flags replaced numerals on held-out answers, every `every` steps.
+
+    Phase 2 learns abruptly, at a step that depends on the seed and the hardware's numerics (recipes/reward.py), so
+    the step at which it has learned is worth recording: `history` holds (step, share of answer numerals flagged
+    right) and `learned_at` the first step at which that share reached `threshold` (None: never). The held-out batch
+    is corrupted once, up front, without touching the training's random state: measuring changes no weight.
+    """
+
+    def __init__(self, model, collator, answers, every: int = 100, threshold: float = 0.999):
+        python_state = random.getstate()
+        with torch.random.fork_rng():
+            torch.manual_seed(0)
+            random.seed(0)
+            self.batch = collator([{"input_ids": ids} for ids in answers["input_ids"]])
+        random.setstate(python_state)
+        self.model, self.every, self.threshold = model, every, threshold
+        self.history, self.learned_at = [], None
+
+    @torch.no_grad()
+    def accuracy(self) -> float:
+        was_training = self.model.training
+        self.model.eval()
+        device = next(self.model.parameters()).device
+        logits = self.model(**{k: v.to(device) for k, v in self.batch.items() if k != "labels"}).logits
+        self.model.train(was_training)
+        labels = self.batch["labels"].to(device)
+        answer = labels >= 0
+        return (logits.argmax(-1)[answer] == labels[answer]).float().mean().item()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step % self.every == 0 or state.global_step == state.max_steps:
+            self.history.append((state.global_step, self.accuracy()))
+            if self.learned_at is None and self.history[-1][1] >= self.threshold:
+                self.learned_at = state.global_step

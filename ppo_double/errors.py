@@ -14,9 +14,15 @@ def first_line(err: BaseException) -> str:
 
 
 def run(main, argv=None) -> None:
-    """Run a recipe's `main`, turning a UsageError into `error: <message>` on stderr and exit code 2."""
+    """Run a recipe's `main`, turning a UsageError into `error: <message>` on stderr and exit code 2, and a result
+    below its stage's floor (checks.BelowFloor) into the same line and exit code 3."""
+    from .checks import BelowFloor
+
     try:
         main(argv)
     except UsageError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
+    except BelowFloor as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(3)

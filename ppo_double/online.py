@@ -6,6 +6,7 @@ and the whole GRPO / RLOO stage, which differ only in TRL's trainer class.
     recipes/rloo.py    train_group(RLOOTrainer, ...)
 """
 
+import logging
 from dataclasses import dataclass, field
 
 from transformers import AutoModelForCausalLM, set_seed
@@ -15,12 +16,15 @@ from trl import get_peft_config
 from .args import fit_to_device
 from .callbacks import CompactProgressCallback, JudgeCallback
 from .checkpoints import check_checkpoint, final_folder, start_run
+from .checks import check_result, shortfalls
 from .data import prompt_text_dataset
 from .evaluate import evaluate, format_table, save_results
 from .hub import save_and_push
 from .modeling import load_tokenizer, scale_prefix_embeddings
 from .reward import RewardFunction, RewardKind, load_scorer
-from .task import heldout_prompts
+from .task import PREFIXES, heldout_prompts
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -57,6 +61,11 @@ class RLArguments:
         },
     )
     target_patience: int = field(default=2, metadata={"help": "...on this many judged updates in a row"})
+    # Floors on the final policy, judged on the test numbers before its folder is written (0: no check).
+    min_exact_match: float = field(default=0.995, metadata={"help": "floor: greedy exact match, each prefix"})
+    min_sampled_exact_match: float = field(
+        default=0.98, metadata={"help": "floor: sampled (T=1) exact match, each prefix"}
+    )
 
 
 @dataclass
@@ -101,16 +110,34 @@ def add_judge(trainer, script_args: RLArguments, seed: int, start_model_path: st
     return judge
 
 
-def save_final(trainer, run, policy, judge: JudgeCallback, stage: str, *arg_objects) -> None:
+def save_final(trainer, run, policy, judge: JudgeCallback, stage: str, script_args: RLArguments, *arg_objects):
     """The final folder: the rule-based judge's numbers on the test numbers (with the judge's history during
-    training), the policy, and with --push_to_hub a model card. It appears at output_dir only once complete."""
+    training), the policy, and with --push_to_hub a model card. It appears at output_dir only once complete, and only
+    when those numbers hold the floors (ppo_double/checks.py)."""
+    results, problems = None, None
+    if trainer.accelerator.is_main_process:
+        results = evaluate(policy, trainer.processing_class, heldout_prompts(prefixed=True), seed=trainer.args.seed)
+        results["judged_during_training"] = judge.history
+        print(format_table({k: results[k] for k in ("greedy", "sampled")}))
+        floors, measured = {}, {}
+        for prefix in PREFIXES:
+            measured[f"{prefix} greedy exact match"] = results["greedy"][prefix]["exact_match"]
+            floors[f"{prefix} greedy exact match"] = script_args.min_exact_match
+            measured[f"{prefix} sampled exact match"] = results["sampled"][prefix]["exact_match"]
+            floors[f"{prefix} sampled exact match"] = script_args.min_sampled_exact_match
+        problems = shortfalls(measured, floors)
+        if not problems and judge.target is not None and not judge.stopped:
+            logger.warning(
+                "warning: the stop rule never held on the validation numbers (last judgement: %s); the test numbers "
+                "hold the floors, so the policy is saved. A larger budget (--%s) may sharpen it",
+                judge.summary(),
+                "total_episodes" if hasattr(trainer.args, "total_episodes") else "max_steps",
+            )
+    check_result(trainer, stage.upper(), problems, "a larger budget, or another --seed")
     with final_folder(trainer, run) as folder:
-        if trainer.accelerator.is_main_process:
-            results = evaluate(policy, trainer.processing_class, heldout_prompts(prefixed=True), seed=trainer.args.seed)
-            results["judged_during_training"] = judge.history
-            print(format_table({k: results[k] for k in ("greedy", "sampled")}))
+        if results is not None:
             save_results(results, f"{folder}/eval_results.json")
-        save_and_push(trainer, stage, *arg_objects)
+        save_and_push(trainer, stage, script_args, *arg_objects)
 
 
 def train_group(trainer_class, stage: str, script_args: GroupArguments, config, model_args):

@@ -25,13 +25,15 @@ from pathlib import Path
 from transformers import DataCollatorWithPadding, Trainer, TrainingArguments, set_seed
 
 from ppo_double.args import fit_to_device, parse_args
+from ppo_double.callbacks import DetectionProbe
 from ppo_double.checkpoints import final_folder, start_run
+from ppo_double.checks import check_result, shortfalls
 from ppo_double.data import AnswerCorruptionCollator, answer_dataset, classifier_dataset
 from ppo_double.errors import run as run_main
 from ppo_double.evaluate import classifier_accuracy, format_accuracy
 from ppo_double.hub import save_and_push
 from ppo_double.modeling import CLASSIFIER_LABELS, build_classifier, encoder_heads, load_tokenizer
-from ppo_double.task import SYSTEMS, TEST_NUMBERS
+from ppo_double.task import SYSTEMS, TEST_NUMBERS, VALIDATION_NUMBERS
 
 
 @dataclass
@@ -44,8 +46,12 @@ class RewardScriptArguments:
     encoder_dropout: float = field(default=0.0, metadata={"help": "dropout inside the BERT encoder"})
     repair_steps: int = field(default=500, metadata={"help": "phase 1 steps: restore replaced numerals (0: skip)"})
     repair_corrupt_prob: float = field(default=0.3, metadata={"help": "phase 1: share of answer numerals replaced"})
-    detect_steps: int = field(default=2000, metadata={"help": "phase 2 steps: flag replaced numerals (0: skip)"})
-    detect_corrupt_prob: float = field(default=0.15, metadata={"help": "phase 2: share of answer numerals replaced"})
+    detect_steps: int = field(default=1000, metadata={"help": "phase 2 steps: flag replaced numerals (0: skip)"})
+    detect_corrupt_prob: float = field(default=0.3, metadata={"help": "phase 2: share of answer numerals replaced"})
+    # Floors on the held-out accuracy, checked before the final folder is written (0: no check).
+    min_clean_accuracy: float = field(default=0.995, metadata={"help": "floor: each numeral system's accuracy"})
+    min_invalid_caught: float = field(default=0.99, metadata={"help": "floor: invalid answers classified invalid"})
+    min_kind_caught: float = field(default=0.97, metadata={"help": "floor: the same, for each kind of corruption"})
 
 
 def main(argv=None):
@@ -75,8 +81,12 @@ def main(argv=None):
         ("repair", repair, script_args.repair_steps, script_args.repair_corrupt_prob, "original"),
         ("detect", detect, script_args.detect_steps, script_args.detect_corrupt_prob, "replaced"),
     ]
+    probe = None  # phase 2's held-out detection accuracy, measured as it trains (it learns abruptly)
     for phase, (name, head, steps, corrupt_prob, target) in enumerate(phases, start=1):
         if steps > 0:
+            collator = AnswerCorruptionCollator(tokenizer, corrupt_prob, target)
+            if name == "detect":
+                probe = DetectionProbe(head, collator, answer_dataset(tokenizer, 1000, 0, VALIDATION_NUMBERS))
             # At a constant learning rate: under the classifier's cosine decay, phase 2 stopped half-way (loss 0.18
             # instead of ~0) and the classifier then caught only 58 % of wrong-digit answers.
             args = dataclasses.replace(
@@ -91,7 +101,8 @@ def main(argv=None):
                 model=head,
                 args=args,
                 train_dataset=answer_dataset(tokenizer, steps * batch, training_args.data_seed + phase),
-                data_collator=AnswerCorruptionCollator(tokenizer, corrupt_prob, target),
+                data_collator=collator,
+                callbacks=[probe] if name == "detect" else None,
             ).train(resume_from_checkpoint=run.resume_from(name))  # a finished phase: its weights, no steps
 
     # Phase 3: unprefixed answers labelled by numeral system, plus corrupted ones labelled "invalid".
@@ -106,16 +117,35 @@ def main(argv=None):
     )
     trainer.train(resume_from_checkpoint=run.resume_from())
 
-    # The final folder: accuracy per class on held-out numbers (clean answers in each system, and corrupted ones when
-    # the classifier has the invalid class), the classifier, and with --push_to_hub a model card. It appears at
-    # output_dir only once complete.
+    # The result, checked before anything is saved: accuracy per class on held-out numbers (clean answers in each
+    # system, and corrupted ones when the classifier has the invalid class).
+    results, problems = None, None
+    if trainer.accelerator.is_main_process:
+        invalid = 0.5 if has_invalid else 0.0
+        held_out = classifier_dataset(tokenizer, 6000, seed=0, invalid_fraction=invalid, numbers=TEST_NUMBERS)
+        results = classifier_accuracy(trainer.model, held_out)
+        print(format_accuracy(results))
+        floors = {system: script_args.min_clean_accuracy for system in SYSTEMS}
+        if has_invalid:
+            floors["invalid"] = script_args.min_invalid_caught
+            floors.update({k: script_args.min_kind_caught for k in results if k.startswith("invalid/")})
+        problems = shortfalls(results, floors)
+        metrics = {f"accuracy/{k}": v for k, v in results.items()}
+        if probe is not None and probe.history:  # (in this process: a resumed phase 2 counts from its checkpoint)
+            metrics["detect/heldout_accuracy"] = probe.history[-1][1]
+            metrics["detect/learned_at_step"] = probe.learned_at
+            learned = f"at step {probe.learned_at}" if probe.learned_at else "never"
+            print(
+                f"phase 2 flags {100 * probe.history[-1][1]:.2f} % of held-out answer numerals right (it first reached "
+                f"{100 * probe.threshold:.1f} % {learned}, of {script_args.detect_steps} steps)"
+            )
+    check_result(trainer, "reward", problems, "rerun with another --seed, or longer phases (--detect_steps)")
+
+    # The final folder: those numbers, the classifier, and with --push_to_hub a model card. It appears at output_dir
+    # only once complete.
     with final_folder(trainer, run):
-        if trainer.accelerator.is_main_process:
-            invalid = 0.5 if has_invalid else 0.0
-            held_out = classifier_dataset(tokenizer, 6000, seed=0, invalid_fraction=invalid, numbers=TEST_NUMBERS)
-            results = classifier_accuracy(trainer.model, held_out)
-            print(format_accuracy(results))
-            trainer.save_metrics("eval", {f"accuracy/{k}": v for k, v in results.items()})
+        if results is not None:
+            trainer.save_metrics("eval", metrics)
         save_and_push(trainer, "reward", script_args)
     return trainer
 

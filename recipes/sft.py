@@ -13,12 +13,13 @@ from trl import SFTConfig, SFTTrainer
 
 from ppo_double.args import fit_to_device, parse_args
 from ppo_double.checkpoints import final_folder, start_run
+from ppo_double.checks import check_result, shortfalls
 from ppo_double.data import sft_dataset
 from ppo_double.errors import run as run_main
 from ppo_double.evaluate import evaluate, format_table, save_results
 from ppo_double.hub import save_and_push
 from ppo_double.modeling import build_policy, load_tokenizer
-from ppo_double.task import heldout_prompts
+from ppo_double.task import UNPREFIXED, heldout_prompts
 
 
 @dataclass
@@ -30,6 +31,10 @@ class SFTScriptArguments:
         default=None, metadata={"help": "size of the generated dataset (default: enough for max_steps, no repeats)"}
     )
     eval_after_training: bool = field(default=True, metadata={"help": "judge held-out prompts after training"})
+    min_sampled_correct: float = field(
+        default=0.98,
+        metadata={"help": "floor: sampled answers to held-out prompts that are right doubles (0: no check)"},
+    )
 
 
 def main(argv=None):
@@ -51,12 +56,19 @@ def main(argv=None):
     trainer = SFTTrainer(model=model, args=training_args, train_dataset=train_dataset, processing_class=tokenizer)
     trainer.train(resume_from_checkpoint=run.resume_from())
 
-    # The final folder: the judge's numbers on held-out unprefixed prompts, the model, and with --push_to_hub the
-    # same folder on the Hub with a model card. It appears at output_dir only once complete.
+    # The result, checked before anything is saved: the judge on held-out unprefixed prompts.
+    results, problems = None, None
+    if script_args.eval_after_training and trainer.accelerator.is_main_process:
+        results = evaluate(trainer.model, tokenizer, heldout_prompts(prefixed=False), seed=training_args.seed)
+        print(format_table(results))
+        measured = {"sampled correct": results["sampled"][UNPREFIXED]["correct"]}
+        problems = shortfalls(measured, {"sampled correct": script_args.min_sampled_correct})
+    check_result(trainer, "SFT", problems, "train longer (--max_steps) or from another --seed")
+
+    # The final folder: those numbers, the model, and with --push_to_hub the same folder on the Hub with a model
+    # card. It appears at output_dir only once complete.
     with final_folder(trainer, run) as folder:
-        if script_args.eval_after_training and trainer.accelerator.is_main_process:
-            results = evaluate(trainer.model, tokenizer, heldout_prompts(prefixed=False), seed=training_args.seed)
-            print(format_table(results))
+        if results is not None:
             save_results(results, f"{folder}/eval_results.json")
         save_and_push(trainer, "sft", script_args)
     return trainer

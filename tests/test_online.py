@@ -7,13 +7,13 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from conftest import load_recipe, weights
+from conftest import NO_FLOORS, load_recipe, weights
 from ppo_double.task import PREFIXES
 from ppo_double.tokenizer import VOCAB
 
 TINY_GROUP = [
     "--max_steps", "4", "--per_device_train_batch_size", "16", "--num_generations", "4", "--judge_every", "2",
-    "--logging_steps", "1", "--target_exact_match", "null", "--disable_tqdm", "true",
+    "--logging_steps", "1", "--target_exact_match", "null", "--disable_tqdm", "true", *NO_FLOORS["rl"],
 ]  # fmt: skip
 
 

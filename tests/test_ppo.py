@@ -5,7 +5,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from conftest import load_recipe, weights
+from conftest import NO_FLOORS, load_recipe, weights
 
 TINY_PPO = [
     "--total_episodes",
@@ -24,6 +24,7 @@ TINY_PPO = [
     "1",
     "--disable_tqdm",
     "true",
+    *NO_FLOORS["rl"],
 ]
 
 

@@ -12,26 +12,27 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import ROOT, load_recipe, weights
+from conftest import NO_FLOORS, ROOT, load_recipe, weights
 from ppo_double.checkpoints import is_complete, last_complete_checkpoint
 
 # Small runs that still write several checkpoints, so that a kill can land between (or inside) saves.
 STAGE_ARGS = {
     "sft": [
         "--max_steps", "40", "--save_steps", "5", "--per_device_train_batch_size", "16", "--n_layer", "1",
-        "--logging_steps", "5",
+        "--logging_steps", "5", *NO_FLOORS["sft"],
     ],
     "reward": [
         "--repair_steps", "10", "--detect_steps", "10", "--max_steps", "20", "--save_steps", "5",
         "--per_device_train_batch_size", "16", "--num_hidden_layers", "1", "--logging_steps", "5",
+        *NO_FLOORS["reward"],
     ],
     "ppo": [
         "--total_episodes", "256", "--per_device_train_batch_size", "16", "--num_ppo_epochs", "1", "--save_steps",
-        "2", "--judge_every", "4", "--logging_steps", "2", "--target_exact_match", "null",
+        "2", "--judge_every", "4", "--logging_steps", "2", "--target_exact_match", "null", *NO_FLOORS["rl"],
     ],
     "grpo": [
         "--max_steps", "16", "--per_device_train_batch_size", "16", "--num_generations", "4", "--save_steps", "2",
-        "--judge_every", "4", "--logging_steps", "2", "--target_exact_match", "null",
+        "--judge_every", "4", "--logging_steps", "2", "--target_exact_match", "null", *NO_FLOORS["rl"],
     ],
 }  # fmt: skip
 # What must match between runs: every logged loss and metric, except clocks and throughput, and two counters of the

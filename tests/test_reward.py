@@ -8,7 +8,7 @@ from transformers import AutoModelForSequenceClassification
 from trl.experimental.ppo.ppo_trainer import truncate_response
 from trl.experimental.utils import get_reward
 
-from conftest import ROOT, load_recipe
+from conftest import NO_FLOORS, ROOT, load_recipe
 from ppo_double.errors import UsageError
 from ppo_double.modeling import load_tokenizer
 from ppo_double.reward import ClassifierScorer, NumeralReward, RewardFunction, RuleScorer, load_scorer
@@ -183,7 +183,7 @@ def tiny_tutorial(tmp_path_factory):
     """A tiny classifier trained as `make reward-tutorial` trains it: 3 classes, clean answers, no pre-training."""
     out = tmp_path_factory.mktemp("reward-tutorial")
     config = str(ROOT / "recipes" / "configs" / "reward_tutorial.yaml")
-    tiny = ["--max_steps", "8", "--per_device_train_batch_size", "16", "--num_hidden_layers", "1"]
+    tiny = ["--max_steps", "8", "--per_device_train_batch_size", "16", "--num_hidden_layers", "1", *NO_FLOORS["reward"]]
     load_recipe("reward").main(["--config", config, *tiny, "--disable_tqdm", "true", "--output_dir", str(out)])
     return NumeralReward.from_pretrained(str(out)), AutoModelForSequenceClassification.from_pretrained(out).eval(), out
 

@@ -1,0 +1,33 @@
+"""Every stage checks its own result before it writes its final folder.
+
+A result below one of the stage's floors (settings, with defaults the recipe meets on every seed measured) ends the
+run with one `error:` line naming the measured number, the floor and what to try, exit code 3, and no final folder:
+the checkpoints stay, so a rerun with a lower floor (`--min_... 0`) resumes from the last one and saves at once. A
+weak stage is never silent, and never becomes the next stage's input.
+"""
+
+from accelerate.utils import broadcast_object_list
+
+
+class BelowFloor(Exception):
+    """A stage's result is below one of its floors: printed as one line `error: ...`, exit code 3."""
+
+
+def shortfalls(measured: dict[str, float], floors: dict[str, float]) -> list[str]:
+    """`name 97.10% < floor 99.00%` for every `measured[name]` below its floor (a floor of None or 0 checks nothing)."""
+    return [
+        f"{name} {100 * measured[name]:.2f}% < floor {100 * floor:.2f}%"
+        for name, floor in floors.items()
+        if floor and measured[name] < floor
+    ]
+
+
+def check_result(trainer, stage: str, problems: list[str] | None, fix: str) -> None:
+    """Raise BelowFloor on every process when the main process found `problems` (the others pass None: only the
+    main process evaluates, and all of them must stop together rather than wait for each other at the save)."""
+    problems = broadcast_object_list([problems])[0] if trainer.accelerator.num_processes > 1 else problems
+    if problems:
+        raise BelowFloor(
+            f"the {stage} result is below its floor: {'; '.join(problems)}. Not saved as the final folder (the "
+            f"checkpoints in {trainer.args.output_dir} stay): {fix}"
+        )
