@@ -34,6 +34,7 @@ from pathlib import Path
 import bench
 from ppo_double.callbacks import holds_target
 from ppo_double.checkpoints import load_policy
+from ppo_double.checks import NO_FLOORS
 from ppo_double.evaluate import evaluate
 from ppo_double.plots import plot_algorithms
 from ppo_double.task import PREFIXES, heldout_prompts
@@ -131,7 +132,7 @@ def rl_command(algorithm: str, seed: int, start: dict[str, Path], out: Path, ext
     accelerate = str(Path(sys.executable).parent / "accelerate")
     command = [accelerate, "launch", f"recipes/{algorithm}.py", "--seed", str(seed), "--output_dir", str(out)]
     command += ["--sft_model_path", str(start["sft"]), "--reward_model_path", str(start["reward"])]
-    return command + ["--resume_from_checkpoint", "false", *extra]
+    return command + ["--resume_from_checkpoint", "false", *NO_FLOORS["rl"], *extra]
 
 
 def run_algorithm(algorithm: str, seed: int, start: dict[str, Path], out: Path, extra: list[str]) -> dict:

@@ -41,6 +41,7 @@ from pathlib import Path
 
 import torch
 
+from ppo_double.checks import NO_FLOORS
 from ppo_double.cli import SIDE_BY_SIDE, pipeline_seconds
 from ppo_double.data import sft_dataset
 from ppo_double.modeling import build_policy, load_tokenizer
@@ -145,11 +146,18 @@ def sft_table(per_100: dict[str, float], steps: int, batch: int, repeats: int) -
 # --- Pipeline: the four stages of `make all` as subprocesses, per seed -------------------------------------------
 
 
-def stage_commands(seed: int, run_dir: Path, extra: dict[str, list[str]], folders: dict[str, Path] | None = None):
+def stage_commands(
+    seed: int,
+    run_dir: Path,
+    extra: dict[str, list[str]],
+    folders: dict[str, Path] | None = None,
+    measure: bool = False,
+):
     """The command of each stage, as the Makefile runs it, with outputs under `run_dir` and `extra` args appended.
 
     `folders` puts a stage's output folder (`sft`, `reward`, `ppo`, `eval`: the eval json) elsewhere (bench/sweep.py
-    caches stages that several variants share).
+    caches stages that several variants share). `measure`: each stage's floors off (NO_FLOORS), so that a weak result
+    is saved and measured rather than refused.
     """
     python, accelerate = sys.executable, str(Path(sys.executable).parent / "accelerate")
     paths = {
@@ -166,6 +174,10 @@ def stage_commands(seed: int, run_dir: Path, extra: dict[str, list[str]], folder
         + ["--reward_model_path", reward, "--output_dir", ppo],
         "eval": [python, "recipes/evaluate.py", "--model", ppo, "--baseline", sft, "--output_json", eval_json],
     }
+    if measure:
+        for stage in ("sft", "reward"):
+            commands[stage] += NO_FLOORS[stage]
+        commands["ppo"] += NO_FLOORS["rl"]
     return {stage: command + extra.get(stage, []) for stage, command in commands.items()}
 
 
@@ -221,7 +233,17 @@ def judged(ppo_dir: Path, eval_json: Path) -> dict:
         "sampled_correct": sampled_correct(before_after[1] if before_after else results),
         "sft_sampled_correct": sampled_correct(before_after[0]) if before_after else None,
         "min_greedy_correct": min((entry["eval/correct"] for entry in history), default=None),
+        "prefix_onset_episode": prefix_onset(history),
     }
+
+
+ONSET = 0.9  # the prefixes have separated once every prefix's greedy exact match is at least this
+
+
+def prefix_onset(history: list[dict]) -> int | None:
+    """The first judged episode at which every prefix held ONSET greedy exact match (None: never)."""
+    held = (h["episode"] for h in history if all(h.get(f"eval/exact_match/{p}", 0) >= ONSET for p in PREFIXES))
+    return next(held, None)
 
 
 def sampled_correct(results: dict) -> float:
@@ -251,15 +273,19 @@ def targets_met(numbers: dict) -> bool:
 
 
 JUDGED = ("greedy_exact_match", "sampled_exact_match", "sampled_correct", "sft_sampled_correct", "min_greedy_correct")
+JUDGED += ("prefix_onset_episode",)
 
 
-def seed_outcome(stages: dict[str, dict], run_dir: Path) -> dict:
-    """Per-seed summary of the stages run; the judged numbers come from `run_dir` once the PPO stage has succeeded."""
+def seed_outcome(stages: dict[str, dict], run_dir: Path, one_by_one: bool = False) -> dict:
+    """Per-seed summary of the stages run; the judged numbers come from `run_dir` once the PPO stage has succeeded.
+    Wall times add up as `make all` runs the stages, or one after another (`one_by_one`)."""
+    total = (lambda seconds: sum(seconds.values())) if one_by_one else pipeline_seconds
     failed = next((name for name, stage in stages.items() if stage["returncode"] != 0), None)
     outcome = {"failed_stage": failed, "total_s": None, "ppo_episodes": None, "ppo_episodes_per_s": None}
     outcome.update(dict.fromkeys(JUDGED), target_met=None, time_to_target_s=None)
+    outcome["reward_invalid"] = reward_invalid(run_dir / "reward")
     if failed is None and len(stages) == len(STAGES):
-        outcome["total_s"] = pipeline_seconds({name: stage["wall_s"] for name, stage in stages.items()})
+        outcome["total_s"] = total({name: stage["wall_s"] for name, stage in stages.items()})
     if stages.get("ppo", {}).get("returncode") != 0:
         return outcome
     try:
@@ -270,20 +296,41 @@ def seed_outcome(stages: dict[str, dict], run_dir: Path) -> dict:
         return {**outcome, "failed_stage": "ppo results", "error": repr(error)}
     outcome.update(numbers, ppo_episodes=episodes, ppo_episodes_per_s=eps, target_met=targets_met(numbers))
     if outcome["target_met"]:
-        outcome["time_to_target_s"] = pipeline_seconds(
-            {name: stages[name]["wall_s"] for name in ("sft", "reward", "ppo")}
-        )
+        outcome["time_to_target_s"] = total({name: stages[name]["wall_s"] for name in ("sft", "reward", "ppo")})
     return outcome
 
 
-def run_seed(seed: int, run_dir: Path, extra: dict[str, list[str]]) -> dict:
-    """All four stages for one seed in a fresh `run_dir`; stops at the first failed stage (its log tail printed)."""
+def reward_invalid(reward_dir: Path) -> float | None:
+    """The reward classifier's held-out share of invalid answers caught (None: no final folder)."""
+    path = Path(reward_dir) / "eval_results.json"
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text(encoding="utf-8")).get("accuracy/invalid")
+
+
+def success_rate(results: list[dict]) -> str:
+    """`k of n seeds (95 % Wilson interval a-b %)`: scipy's binomtest gives the interval."""
+    from scipy.stats import binomtest
+
+    met, n = sum(bool(r["target_met"]) for r in results), len(results)
+    interval = binomtest(met, n).proportion_ci(confidence_level=0.95, method="wilson")
+    return f"{met} of {n} seeds (95 % Wilson interval {100 * interval.low:.0f}–{100 * interval.high:.0f} %)"
+
+
+def run_seed(seed: int, run_dir: Path, extra: dict[str, list[str]], one_by_one: bool = False) -> dict:
+    """All four stages for one seed in a fresh `run_dir`; stops at the first failed stage (its log tail printed).
+
+    `one_by_one`: the stages one after another with the default threads, as `make sft`, `make reward`, `make ppo`
+    and `make eval` run them, instead of `make all`'s side by side.
+    """
     run_dir = run_dir.resolve()
     shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir(parents=True)
     commands, stages = stage_commands(seed, run_dir, extra), {}
     half = {**os.environ, "OMP_NUM_THREADS": str(HALF_CORES)}
     steps = [SIDE_BY_SIDE, *((name,) for name in STAGES if name not in SIDE_BY_SIDE)]
+    if one_by_one:
+        steps = [(name,) for name in STAGES]
     for names in steps:
         for name in names:
             print(f"seed {seed}: {name}: {shlex.join(commands[name])}", flush=True)
@@ -301,7 +348,8 @@ def run_seed(seed: int, run_dir: Path, extra: dict[str, list[str]]) -> dict:
                 )
         if any(stages[name]["returncode"] != 0 for name in names):
             break
-    return {"seed": seed, "run_dir": str(run_dir), "stages": stages, **seed_outcome(stages, run_dir)}
+    outcome = seed_outcome(stages, run_dir, one_by_one)
+    return {"seed": seed, "run_dir": str(run_dir), "one_by_one": one_by_one, "stages": stages, **outcome}
 
 
 # --- Pipeline table -------------------------------------------------------------------------------------------------
@@ -363,6 +411,7 @@ def seed_row(result: dict) -> str:
             *walls,
             fmt(result["total_s"]),
             fmt(result["ppo_episodes"], ".0f"),
+            fmt(result.get("prefix_onset_episode"), ".0f"),
             fmt(result["ppo_episodes_per_s"], ".0f"),
             prefix_cell(result["greedy_exact_match"]),
             prefix_cell(result["sampled_exact_match"]),
@@ -371,6 +420,7 @@ def seed_row(result: dict) -> str:
             target_cell(result),
             fmt(result["time_to_target_s"]),
             " / ".join(rss),
+            pct(result.get("reward_invalid"), 2),
         ]
     )
 
@@ -388,6 +438,7 @@ def median_summary(results: list[dict]) -> dict:
         "peak_rss_gib": {stage: median(successful(results, stage, "peak_rss_gib")) for stage in STAGES},
         "total_s": median(r["total_s"] for r in results),
         "ppo_episodes": median(r["ppo_episodes"] for r in results),
+        "prefix_onset_episode": median(r.get("prefix_onset_episode") for r in results),
         "ppo_episodes_per_s": median(r["ppo_episodes_per_s"] for r in results),
         **{
             key: {p: median(r[key][p] if r[key] else None for r in results) for p in PREFIXES}
@@ -400,6 +451,7 @@ def median_summary(results: list[dict]) -> dict:
         "seeds_target_met": sum(bool(r["target_met"]) for r in results),
         "seeds": len(results),
         "time_to_target_s": median(r["time_to_target_s"] for r in results),
+        "reward_invalid": median(r.get("reward_invalid") for r in results),
     }
 
 
@@ -411,6 +463,7 @@ def median_row(summary: dict) -> str:
             *(fmt(summary["wall_s"][stage]) for stage in STAGES),
             fmt(summary["total_s"]),
             fmt(summary["ppo_episodes"], ".0f"),
+            fmt(summary["prefix_onset_episode"], ".0f"),
             fmt(summary["ppo_episodes_per_s"], ".0f"),
             prefix_cell(summary["greedy_exact_match"]),
             prefix_cell(summary["sampled_exact_match"]),
@@ -419,6 +472,7 @@ def median_row(summary: dict) -> str:
             f"{summary['seeds_target_met']}/{summary['seeds']}",
             fmt(summary["time_to_target_s"]),
             " / ".join(fmt(summary["peak_rss_gib"][stage], ".2f") for stage in STAGES),
+            pct(summary["reward_invalid"], 2),
         ]
     )
 
@@ -433,8 +487,9 @@ def machine() -> dict:
     }
 
 
-def pipeline_table(results: list[dict], extra: dict[str, list[str]], host: dict) -> str:
-    """Markdown: a heading line, one row per seed and a median row, the machine line."""
+def pipeline_table(results: list[dict], extra: dict[str, list[str]], host: dict, plain: float | None = None) -> str:
+    """Markdown: a heading line, one row per seed and a median row, the success rate, the machine line. `plain`:
+    the plain PyTorch loop's seconds per 100 SFT steps measured in the same bench, the unit of machine speed."""
     seeds = ", ".join(str(r["seed"]) for r in results)
     extras = "; ".join(f"{stage} `{shlex.join(args)}`" for stage, args in extra.items() if args)
     header = [
@@ -442,6 +497,7 @@ def pipeline_table(results: list[dict], extra: dict[str, list[str]], host: dict)
         *(f"{name} s" for name in ("SFT", "reward", "PPO", "eval")),
         "total s",
         "PPO episodes",
+        f"PPO episodes to {100 * ONSET:g} % greedy exact, every prefix",
         "PPO episodes/s",
         f"greedy exact {' / '.join(PREFIXES)}",
         f"sampled exact {' / '.join(PREFIXES)}",
@@ -450,22 +506,35 @@ def pipeline_table(results: list[dict], extra: dict[str, list[str]], host: dict)
         "targets met",
         "time to target s",
         "peak RSS GiB (sft / reward / ppo / eval)",
+        "reward: invalid caught",
     ]
+    shape = f"`make all`: sft and reward side by side ({HALF_CORES} thread(s) each) → ppo → eval"
+    adding = "Total = the longer of SFT and reward + PPO + eval; time to target = the longer of SFT and reward + PPO."
+    if host.get("one_by_one"):
+        shape = "`make sft`, `make reward`, `make ppo`, `make eval` one after another, default threads"
+        adding = "Total = SFT + reward + PPO + eval; time to target = SFT + reward + PPO."
+    summary = median_summary(results)
+    speed = ""
+    if plain and summary["total_s"]:
+        speed = (
+            f" Median total {summary['total_s']:.0f} s = **{summary['total_s'] / plain:.0f} plain-loop units** (the"
+            f" plain PyTorch loop took {plain:.2f} s per 100 SFT steps in this bench)."
+        )
     lines = [
-        f"Pipeline (`make all`: sft and reward side by side ({HALF_CORES} thread(s) each) → ppo → eval, fresh output"
-        f" folder), seeds {seeds}"
+        f"Pipeline ({shape}, fresh output folder), seeds {seeds}"
         + (f", extra args: {extras}" if extras else ", recipe defaults")
         + f". Targets, for every prefix on the held-out test numbers: greedy exact match ≥ {100 * TARGET_GREEDY:g}%,"
         f" sampled (temperature 1) exact match ≥ {100 * TARGET_SAMPLED:g}%, the sampled correct-double share no lower"
         " than the SFT's on the same prompts, and the greedy correct-double share on the validation numbers never"
-        f" below {100 * FLOOR_CORRECT:g}% while PPO trains. Total = the longer of SFT and reward + PPO + eval; time to"
-        " target = the longer of SFT and reward + PPO. Medians over the"
-        " seeds that have the number; the lowest correct share is the lowest over the seeds.",
+        f" below {100 * FLOOR_CORRECT:g}% while PPO trains. {adding} Medians over the seeds that have the number; the"
+        " lowest correct share is the lowest over the seeds.",
         "",
         row(header),
         row(["---"] * len(header)),
         *(seed_row(r) for r in results),
-        median_row(median_summary(results)),
+        median_row(summary),
+        "",
+        f"**Every target met on {success_rate(results)}**.{speed}",
         "",
         f"Machine: {host['cpu_count']} CPU cores (os.cpu_count()), torch {host['torch']} with "
         f"{host['torch_threads']} threads, {host['platform']}.",
@@ -522,6 +591,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--seeds", nargs="+", type=int, default=[42, 43, 44], help="pipeline: one run per seed")
     parser.add_argument("--skip-sft-compare", action="store_true")
     parser.add_argument("--skip-pipeline", action="store_true")
+    parser.add_argument(
+        "--one-by-one",
+        action="store_true",
+        help="pipeline: the stages one after another with the default threads (make sft, reward, ppo, eval)",
+    )
     for stage in STAGES:
         parser.add_argument(f"--{stage}-args", default="", help=f"pipeline: extra arguments for the {stage} stage")
     parser.add_argument("--readme", help="also write the tables between the bench markers of this file")
@@ -563,8 +637,10 @@ def main(argv=None) -> int:
     if not args.skip_pipeline:
         extra = {stage: shlex.split(getattr(args, f"{stage}_args")) for stage in STAGES}
         host = machine()
-        seeds = [run_seed(seed, out / f"seed{seed}", extra) for seed in args.seeds]
-        sections.append(pipeline_table(seeds, extra, host))
+        seeds = [run_seed(seed, out / f"seed{seed}", extra, args.one_by_one) for seed in args.seeds]
+        host["one_by_one"] = args.one_by_one
+        plain = results.get("seconds_per_100_steps", {}).get("plain PyTorch loop")
+        sections.append(pipeline_table(seeds, extra, host, plain))
         results["pipeline"] = {
             "targets": {"greedy": TARGET_GREEDY, "sampled": TARGET_SAMPLED, "floor_correct": FLOOR_CORRECT},
             "extra_args": extra,
@@ -595,9 +671,13 @@ def report(out: Path, readme: str | None) -> int:
     if "pipeline" in results:
         pipeline = results["pipeline"]
         # the run folders where the bench writes them, so that a moved output_dir still reads its own runs
-        seeds = [{**r, **seed_outcome(r["stages"], out / f"seed{r['seed']}")} for r in pipeline["seeds"]]
+        seeds = [
+            {**r, **seed_outcome(r["stages"], out / f"seed{r['seed']}", r.get("one_by_one", False))}
+            for r in pipeline["seeds"]
+        ]
         pipeline.update(seeds=seeds, median=median_summary(seeds))
-        sections.append(pipeline_table(seeds, pipeline["extra_args"], pipeline["machine"]))
+        plain = results.get("seconds_per_100_steps", {}).get("plain PyTorch loop")
+        sections.append(pipeline_table(seeds, pipeline["extra_args"], pipeline["machine"], plain))
     document = "\n\n".join(sections)
     print(document)
     (out / "bench.md").write_text(document + "\n", encoding="utf-8")

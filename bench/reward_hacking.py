@@ -47,7 +47,7 @@ DESCRIPTIONS = {
 
 def seed_stages(seed: int, seed_dir: Path, episodes: int) -> dict[str, tuple[list[str], Path]]:
     """Each stage of one seed: (command, final folder). Later arguments override bench.py's (argparse: last wins)."""
-    base = stage_commands(seed, seed_dir, {})
+    base = stage_commands(seed, seed_dir, {}, measure=True)
     stages = {
         "sft": (base["sft"], seed_dir / "sft"),
         "reward": (base["reward"], seed_dir / "reward"),

@@ -76,7 +76,7 @@ class Runner:
         folders = {stage: self.out / "stages" / stage_key(stage, seed, args) for stage in STAGES}
         folders["eval"] = folders["eval"] / "eval.json"
         folders["eval"].parent.mkdir(parents=True, exist_ok=True)
-        commands = stage_commands(seed, self.out, args, folders)
+        commands = stage_commands(seed, self.out, args, folders, measure=True)
         stages = {}
         for stage in STAGES:
             stages[stage] = result = self.stage(stage, seed, args, commands[stage])

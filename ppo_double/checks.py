@@ -8,6 +8,14 @@ weak stage is never silent, and never becomes the next stage's input.
 
 from accelerate.utils import broadcast_object_list
 
+# Every floor off, per stage: for runs that measure whatever result comes (benches, sweeps, plumbing tests) rather
+# than stop at a weak one.
+NO_FLOORS = {
+    "sft": ["--min_sampled_correct", "0"],
+    "reward": ["--min_clean_accuracy", "0", "--min_invalid_caught", "0", "--min_kind_caught", "0"],
+    "rl": ["--min_exact_match", "0", "--min_sampled_exact_match", "0"],
+}
+
 
 class BelowFloor(Exception):
     """A stage's result is below one of its floors: printed as one line `error: ...`, exit code 3."""

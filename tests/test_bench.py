@@ -36,8 +36,10 @@ def results():
         sampled_correct=0.99,
         sft_sampled_correct=0.98,
         min_greedy_correct=0.995,
+        prefix_onset_episode=2048,
         target_met=True,
         time_to_target_s=60.0,
+        reward_invalid=0.9993,
     )
     slower = {**full, "ppo": stage(50.0, 0.9)}
     not_met = seed_result(
@@ -51,7 +53,9 @@ def results():
         sampled_correct=0.97,
         sft_sampled_correct=0.98,
         min_greedy_correct=0.9,
+        prefix_onset_episode=None,
         target_met=False,
+        reward_invalid=0.745,
     )
     failed = seed_result(44, {"sft": stage(12.0, 0.6), "reward": stage(22.0, 0.7), "ppo": stage(5.0, 0.4, 1)})
     failed["failed_stage"] = "ppo"
@@ -104,23 +108,25 @@ def test_pipeline_table_rows_and_median(results):
     rows = {line.split(" | ")[0]: line for line in lines if line.startswith("| 4") or line.startswith("| median")}
     assert f"sampled exact {' / '.join(PREFIXES)}" in header and "lowest greedy correct during PPO" in header
     assert rows["| 42"] == (
-        "| 42 | 10.0 | 20.0 | 30.0 | 40.0 | 100.0 | 4096 | 20 | 100.0% / 100.0% / 100.0% | 99.0% / 99.0% / 99.0% "
-        "| 98.0% → 99.0% | 99.5% | yes | 60.0 | 0.50 / 0.60 / 0.70 / 0.80 |"
+        "| 42 | 10.0 | 20.0 | 30.0 | 40.0 | 100.0 | 4096 | 2048 | 20 | 100.0% / 100.0% / 100.0% "
+        "| 99.0% / 99.0% / 99.0% | 98.0% → 99.0% | 99.5% | yes | 60.0 | 0.50 / 0.60 / 0.70 / 0.80 | 99.93% |"
     )
     assert rows["| 43"] == (
-        "| 43 | 10.0 | 20.0 | 50.0 | 40.0 | 120.0 | 8192 | 30 | 100.0% / 99.0% / 99.8% | 97.0% / 95.0% / 99.0% "
-        "| 98.0% → 97.0% | 90.0% | no | — | 0.50 / 0.60 / 0.90 / 0.80 |"
+        "| 43 | 10.0 | 20.0 | 50.0 | 40.0 | 120.0 | 8192 | — | 30 | 100.0% / 99.0% / 99.8% | 97.0% / 95.0% / 99.0% "
+        "| 98.0% → 97.0% | 90.0% | no | — | 0.50 / 0.60 / 0.90 / 0.80 | 74.50% |"
     )
     assert rows["| 44"] == (
-        "| 44 | 12.0 | 22.0 | failed (5.0) | — | — | — | — | — | — | — → — | — | failed: ppo | — "
-        "| 0.60 / 0.70 / failed (0.40) / — |"
+        "| 44 | 12.0 | 22.0 | failed (5.0) | — | — | — | — | — | — | — | — → — | — | failed: ppo | — "
+        "| 0.60 / 0.70 / failed (0.40) / — | — |"
     )
     # Medians over the seeds that have the number: the failed stage and the stages not run count for nothing; the
     # lowest correct share is the lowest of any seed.
     assert rows["| median"] == (
-        "| median | 10.0 | 20.0 | 40.0 | 40.0 | 110.0 | 6144 | 25 | 100.0% / 99.5% / 99.9% | 98.0% / 97.0% / 99.0% "
-        "| 98.0% → 98.0% | 90.0% | 1/3 | 60.0 | 0.50 / 0.60 / 0.80 / 0.80 |"
+        "| median | 10.0 | 20.0 | 40.0 | 40.0 | 110.0 | 6144 | 2048 | 25 | 100.0% / 99.5% / 99.9% "
+        "| 98.0% / 97.0% / 99.0% | 98.0% → 98.0% | 90.0% | 1/3 | 60.0 | 0.50 / 0.60 / 0.80 / 0.80 | 87.22% |"
     )
+    # 1 of 3: Wilson's 95 % interval is 6.1-79.2 %
+    assert "**Every target met on 1 of 3 seeds (95 % Wilson interval 6–79 %)**." in lines
     assert "extra args: sft `--max_steps 30`" in lines[0]
     assert lines[-1] == "Machine: 2 CPU cores (os.cpu_count()), torch 2.x with 2 threads, Linux."
 
@@ -180,6 +186,7 @@ def test_ppo_progress_and_judged(tmp_path):
         "sampled_correct": pytest.approx(0.992),  # SFT and PPO as the eval stage sampled them: the same seed
         "sft_sampled_correct": pytest.approx(0.985),
         "min_greedy_correct": 0.96,
+        "prefix_onset_episode": None,  # HISTORY's judgements hold no per-prefix numbers
     }
     alone = bench.judged(tmp_path / "ppo", tmp_path / "no-eval.json")  # no eval stage: the PPO recipe's own
     assert alone["sft_sampled_correct"] is None and alone["sampled_correct"] == pytest.approx(0.99)
@@ -210,6 +217,22 @@ def test_seed_outcome_targets(tmp_path, change, met):
     assert (outcome["ppo_episodes"], outcome["ppo_episodes_per_s"]) == (128, 12)
     assert outcome["target_met"] is met
     assert outcome["time_to_target_s"] == (32.0 if met else None)
+
+
+def test_prefix_onset_is_the_first_judgement_where_every_prefix_holds_90_percent():
+    def judgement(episode, *shares):
+        return {"episode": episode, **{f"eval/exact_match/{p}": v for p, v in zip(PREFIXES, shares)}}
+
+    history = [judgement(0, 0.3, 0.3, 0.4), judgement(512, 0.95, 0.5, 0.99), judgement(1024, 0.9, 0.92, 0.97)]
+    assert bench.prefix_onset(history) == 1024
+    assert bench.prefix_onset(history[:2]) is None
+
+
+def test_one_by_one_adds_every_stage(tmp_path):
+    write_run_dir(tmp_path, HISTORY, dict.fromkeys(PREFIXES, 1.0), dict.fromkeys(PREFIXES, 0.99))
+    stages = {name: stage(seconds, 0.5) for name, seconds in zip(bench.STAGES, (10.0, 12.0, 20.0, 3.0))}
+    assert bench.seed_outcome(stages, tmp_path, one_by_one=True)["total_s"] == 45.0
+    assert bench.seed_outcome(stages, tmp_path)["total_s"] == 35.0
 
 
 def test_seed_outcome_failed_stage(tmp_path):
