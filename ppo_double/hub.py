@@ -107,6 +107,7 @@ TRAINING_KEYS = {
         "encoder_dropout",
         "repair_steps",
         "detect_steps",
+        "detect_corrupt_prob",
         "seed",
         "data_seed",
     ),
