@@ -231,7 +231,8 @@ class DetectionProbe(TrainerCallback):
         was_training = self.model.training
         self.model.eval()
         device = next(self.model.parameters()).device
-        logits = self.model(**{k: v.to(device) for k, v in self.batch.items() if k != "labels"}).logits
+        inputs = {k: self.batch[k].to(device) for k in ("input_ids", "attention_mask")}
+        logits = self.model(**inputs).logits
         self.model.train(was_training)
         labels = self.batch["labels"].to(device)
         answer = labels >= 0

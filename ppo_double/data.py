@@ -65,12 +65,13 @@ class AnswerCorruptionCollator:
 
     `target="original"`: `labels` are the correct numerals at every answer position (a masked-LM head learns to
     repair the answer, i.e. to compute the double); `target="replaced"`: `labels` are 1 where a numeral was replaced
-    and 0 at the other answer positions (a token-classification head learns to spot a wrong numeral). Elsewhere
-    -100. Hand-written because transformers' DataCollatorForLanguageModeling needs a mask token (the vocabulary has
-    none) and corrupts any position, while only the answer is to be checked against the question.
+    and 0 at the other answer positions (a token head learns to spot a wrong numeral), and with `invalid_label`,
+    `class_labels` are the answer's class: its numeral system (0-2), or `invalid_label` once a numeral of it was
+    replaced. Elsewhere -100. Hand-written because transformers' DataCollatorForLanguageModeling needs a mask token
+    (the vocabulary has none) and corrupts any position, while only the answer is to be checked against the question.
     """
 
-    def __init__(self, tokenizer, corrupt_prob: float, target: str):
+    def __init__(self, tokenizer, corrupt_prob: float, target: str, invalid_label: int | None = None):
         if target not in ("original", "replaced"):
             raise ValueError(f"target must be 'original' or 'replaced', not {target!r}")
         self.pad_id = tokenizer.pad_token_id
@@ -78,6 +79,7 @@ class AnswerCorruptionCollator:
         self.first_numeral = tokenizer.convert_tokens_to_ids(NUMERALS[0][0])  # 30 numerals, 10 per system, in order
         self.corrupt_prob = corrupt_prob
         self.target = target
+        self.invalid_label = invalid_label
 
     def __call__(self, features: list[dict]) -> dict:
         width = max(len(f["input_ids"]) for f in features)
@@ -91,8 +93,13 @@ class AnswerCorruptionCollator:
             system, digit = divmod(offset[row, col].item(), 10)
             other = random.choice([d for d in range(10) if d != digit])
             corrupted[row, col] = self.first_numeral + 10 * system + other
+        batch = {"input_ids": corrupted, "attention_mask": (input_ids != self.pad_id).long()}
         if self.target == "original":
-            labels = torch.where(answer, input_ids, -100)
-        else:
-            labels = torch.where(answer, replaced.long(), -100)
-        return {"input_ids": corrupted, "attention_mask": (input_ids != self.pad_id).long(), "labels": labels}
+            batch["labels"] = torch.where(answer, input_ids, -100)
+            return batch
+        batch["labels"] = torch.where(answer, replaced.long(), -100)
+        if self.invalid_label is not None:
+            first = answer.long().argmax(1)  # every sample has an answer: its first numeral names the system
+            system = offset[torch.arange(len(offset)), first] // 10
+            batch["class_labels"] = torch.where(replaced.any(1), self.invalid_label, system)
+        return batch

@@ -33,7 +33,7 @@ from ppo_double.errors import run as run_main
 from ppo_double.evaluate import classifier_accuracy, format_accuracy
 from ppo_double.hub import save_and_push
 from ppo_double.modeling import CLASSIFIER_LABELS, build_classifier, encoder_heads, load_tokenizer
-from ppo_double.task import SYSTEMS, TEST_NUMBERS, VALIDATION_NUMBERS
+from ppo_double.task import INVALID, SYSTEMS, TEST_NUMBERS, VALIDATION_NUMBERS
 
 
 @dataclass
@@ -84,7 +84,7 @@ def main(argv=None):
     probe = None  # phase 2's held-out detection accuracy, measured as it trains (it learns abruptly)
     for phase, (name, head, steps, corrupt_prob, target) in enumerate(phases, start=1):
         if steps > 0:
-            collator = AnswerCorruptionCollator(tokenizer, corrupt_prob, target)
+            collator = AnswerCorruptionCollator(tokenizer, corrupt_prob, target, INVALID if has_invalid else None)
             if name == "detect":
                 probe = DetectionProbe(head, collator, answer_dataset(tokenizer, 1000, 0, VALIDATION_NUMBERS))
             # At a constant learning rate: under the classifier's cosine decay, phase 2 stopped half-way (loss 0.18
@@ -134,10 +134,11 @@ def main(argv=None):
         if probe is not None and probe.history:  # (in this process: a resumed phase 2 counts from its checkpoint)
             metrics["detect/heldout_accuracy"] = probe.history[-1][1]
             metrics["detect/learned_at_step"] = probe.learned_at
-            learned = f"at step {probe.learned_at}" if probe.learned_at else "never"
+            reached = f"{100 * probe.threshold:.1f} %"
+            learned = f"first reached {reached} at step {probe.learned_at}" if probe.learned_at else f"never {reached}"
             print(
-                f"phase 2 flags {100 * probe.history[-1][1]:.2f} % of held-out answer numerals right (it first reached "
-                f"{100 * probe.threshold:.1f} % {learned}, of {script_args.detect_steps} steps)"
+                f"phase 2 flags {100 * probe.history[-1][1]:.2f} % of held-out answer numerals right ({learned} of "
+                f"{script_args.detect_steps})"
             )
     check_result(trainer, "reward", problems, "rerun with another --seed, or longer phases (--detect_steps)")
 

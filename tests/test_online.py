@@ -148,7 +148,7 @@ def test_grpo_learns_to_follow_the_prefix(trained, tmp_path):
     args = ["--sft_model_path", str(sft), "--reward_model_path", str(reward), "--output_dir", str(tmp_path / "grpo")]
     load_recipe("grpo").main(
         [*args, "--target_exact_match", "0.995", "--target_sampled_exact_match", "0.95", "--max_steps", "400"]
-        + ["--disable_tqdm", "true"]
+        + ["--min_exact_match", "0.99", "--min_sampled_exact_match", "0.9", "--disable_tqdm", "true"]  # as asserted
     )
     results = json.loads((tmp_path / "grpo" / "eval_results.json").read_text())
     for prefix in PREFIXES:
