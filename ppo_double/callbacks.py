@@ -202,9 +202,32 @@ class CompactProgressCallback(ProgressCallback):
         # TRL logs every update whatever `logging_steps` says; the console shows every logging_steps-th, and the judge.
         if "eval/exact_match" not in logs and state.global_step % max(1, args.logging_steps) != 0:
             return
-        shown = [f"{name} {logs[key]:.3f}" for key, name in self.KEYS.items() if key in logs]
+        shown = [f"{name} {logs[key]:{self.FORMAT}}" for key, name in self.KEYS.items() if key in logs]
         if shown:
-            self.training_bar.write(f"episode {episodes(args, state.global_step)}: " + ", ".join(shown))
+            self.training_bar.write(f"{self.position(args, state)}: " + ", ".join(shown))
+
+    FORMAT = ".3f"
+
+    def position(self, args, state) -> str:
+        return f"episode {episodes(args, state.global_step)}"
+
+
+class StepProgressCallback(CompactProgressCallback):
+    """The same console for SFT and the reward classifier: `step 250/2000: loss 0.4121, lr 0.002963` every
+    `logging_steps` steps (SFT adds its token accuracy), instead of the Trainer's metrics dict."""
+
+    KEYS = {"loss": "loss", "mean_token_accuracy": "token accuracy", "learning_rate": "lr"}
+    FORMAT = ".4g"
+
+    def position(self, args, state) -> str:
+        return f"step {state.global_step}/{state.max_steps}"
+
+
+def compact_console(trainer, callback: type[ProgressCallback] = StepProgressCallback) -> None:
+    """Replace the trainer's progress bar by `callback`'s (the same bar, our short lines instead of metric dicts)."""
+    if not trainer.args.disable_tqdm:
+        trainer.remove_callback(ProgressCallback)
+        trainer.add_callback(callback)
 
 
 class DetectionProbe(TrainerCallback):

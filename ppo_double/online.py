@@ -10,11 +10,10 @@ import logging
 from dataclasses import dataclass, field
 
 from transformers import AutoModelForCausalLM, set_seed
-from transformers.trainer_callback import ProgressCallback
 from trl import get_peft_config
 
 from .args import fit_to_device
-from .callbacks import CompactProgressCallback, JudgeCallback
+from .callbacks import CompactProgressCallback, JudgeCallback, compact_console
 from .checkpoints import check_checkpoint, final_folder, start_run
 from .checks import check_result, shortfalls
 from .data import prompt_text_dataset
@@ -103,9 +102,7 @@ def add_judge(trainer, script_args: RLArguments, seed: int, start_model_path: st
         seed=seed,
         start_model_path=start_model_path,
     )
-    if not trainer.args.disable_tqdm:  # before the judge: the bar exists when it logs the starting point
-        trainer.remove_callback(ProgressCallback)
-        trainer.add_callback(CompactProgressCallback)
+    compact_console(trainer, CompactProgressCallback)  # before the judge: the bar exists when it logs the start
     trainer.add_callback(judge)
     return judge
 

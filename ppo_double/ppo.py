@@ -154,11 +154,15 @@ class PPOTrainer(TRLPPOTrainer):
         if resume_from_checkpoint:
             self._restore(resume_from_checkpoint)
         self.add_callback(_StopWhenAsked)  # last: it sees what every other callback decided
+        announce = self.accelerator.print
+        # TRL's loop announces itself ("===training policy==="): a line that tells the user nothing the bar does not.
+        self.accelerator.print = lambda *a, **k: None if a == ("===training policy===",) else announce(*a, **k)
         try:
             super().train()
         except _StopTraining:
             self.control = self.callback_handler.on_train_end(self.args, self.state, self.control)
         finally:
+            self.accelerator.print = announce
             self.remove_callback(_StopWhenAsked)
             self.args.num_total_batches = total
 

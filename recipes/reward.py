@@ -25,7 +25,7 @@ from pathlib import Path
 from transformers import DataCollatorWithPadding, Trainer, TrainingArguments, set_seed
 
 from ppo_double.args import fit_to_device, parse_args
-from ppo_double.callbacks import DetectionProbe
+from ppo_double.callbacks import DetectionProbe, compact_console
 from ppo_double.checkpoints import final_folder, start_run
 from ppo_double.checks import check_result, shortfalls
 from ppo_double.data import AnswerCorruptionCollator, answer_dataset, classifier_dataset
@@ -97,13 +97,15 @@ def main(argv=None):
                 warmup_steps=0,
                 push_to_hub=False,
             )
-            Trainer(
+            phase_trainer = Trainer(
                 model=head,
                 args=args,
                 train_dataset=answer_dataset(tokenizer, steps * batch, training_args.data_seed + phase),
                 data_collator=collator,
                 callbacks=[probe] if name == "detect" else None,
-            ).train(resume_from_checkpoint=run.resume_from(name))  # a finished phase: its weights, no steps
+            )
+            compact_console(phase_trainer)
+            phase_trainer.train(resume_from_checkpoint=run.resume_from(name))  # a finished phase: its weights only
 
     # Phase 3: unprefixed answers labelled by numeral system, plus corrupted ones labelled "invalid".
     n = training_args.max_steps * batch
@@ -115,6 +117,7 @@ def main(argv=None):
         data_collator=DataCollatorWithPadding(tokenizer),
         processing_class=tokenizer,
     )
+    compact_console(trainer)  # one short line per log (step, loss, lr), not the metrics dict
     trainer.train(resume_from_checkpoint=run.resume_from())
 
     # The result, checked before anything is saved: accuracy per class on held-out numbers (clean answers in each

@@ -12,6 +12,7 @@ from transformers import set_seed
 from trl import SFTConfig, SFTTrainer
 
 from ppo_double.args import fit_to_device, parse_args
+from ppo_double.callbacks import compact_console
 from ppo_double.checkpoints import final_folder, start_run
 from ppo_double.checks import check_result, shortfalls
 from ppo_double.data import sft_dataset
@@ -54,6 +55,7 @@ def main(argv=None):
     model = build_policy(script_args.n_embd, script_args.n_head, script_args.n_layer)
 
     trainer = SFTTrainer(model=model, args=training_args, train_dataset=train_dataset, processing_class=tokenizer)
+    compact_console(trainer)  # one short line per log (step, loss, token accuracy, lr), not the metrics dict
     trainer.train(resume_from_checkpoint=run.resume_from())
 
     # The result, checked before anything is saved: the judge on held-out unprefixed prompts.
