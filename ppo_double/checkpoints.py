@@ -210,6 +210,21 @@ def check_checkpoint(path: str, role: str) -> Path:
     return folder
 
 
+def check_generation_fits(policy_path: str, new_tokens: int, setting: str) -> None:
+    """UsageError when the longest prompt plus `new_tokens` generated tokens runs past the policy's position
+    embeddings (`n_positions` in its config.json): a policy that never stopped would then crash mid-run, and one that
+    stops trains to the end on settings it could not honour. Call after check_checkpoint."""
+    from .task import PREFIXES, make_prompt
+
+    positions = json.loads((Path(policy_path) / "config.json").read_text(encoding="utf-8")).get("n_positions")
+    prompt = len(make_prompt(9999, len(PREFIXES) - 1))  # one token per character; every prompt has this length
+    if positions is not None and new_tokens is not None and prompt + new_tokens > positions:
+        raise UsageError(
+            f"{setting}={new_tokens} with a {prompt}-token prompt runs past the policy's {positions} positions "
+            f"(n_positions in {policy_path}/config.json): use at most {positions - prompt} (6 holds an answer and E)"
+        )
+
+
 def load_policy(path: str):
     """(GPT-2 policy, tokenizer) from a checkpoint folder, after `check_checkpoint`."""
     from transformers import AutoModelForCausalLM

@@ -14,7 +14,7 @@ from trl import get_peft_config
 
 from .args import fit_to_device
 from .callbacks import CompactProgressCallback, JudgeCallback, compact_console
-from .checkpoints import check_checkpoint, final_folder, start_run
+from .checkpoints import check_checkpoint, check_generation_fits, final_folder, start_run
 from .checks import check_result, shortfalls
 from .data import prompt_text_dataset
 from .evaluate import evaluate, format_table, save_results
@@ -139,6 +139,8 @@ def save_final(trainer, run, policy, judge: JudgeCallback, stage: str, script_ar
 
 def train_group(trainer_class, stage: str, script_args: GroupArguments, config, model_args):
     """The GRPO or RLOO stage: `trainer_class` is TRL's GRPOTrainer or RLOOTrainer, `config` its config."""
+    check_checkpoint(script_args.sft_model_path, "policy")
+    check_generation_fits(script_args.sft_model_path, config.max_completion_length, "max_completion_length")
     fit_to_device(config)
     run = start_run(config)  # checkpoints go to <output_dir>-checkpoints; a rerun resumes from the latest
     set_seed(config.seed)
@@ -146,7 +148,6 @@ def train_group(trainer_class, stage: str, script_args: GroupArguments, config, 
     # Models: the policy from SFT; the reward classifier (or the rule-based judge) as a reward function (the same
     # score PPO's reward model gives, and PPO's missing-EOS penalty). GRPO and RLOO need no value model, and with
     # beta 0 no reference.
-    check_checkpoint(script_args.sft_model_path, "policy")
     tokenizer = load_tokenizer(script_args.sft_model_path)
     if script_args.reward == "rule":
         script_args.reward_model_path = None  # unused: the model card names no classifier

@@ -13,7 +13,7 @@ from transformers import set_seed
 from trl import ModelConfig
 
 from ppo_double.args import fit_to_device, parse_args
-from ppo_double.checkpoints import start_run
+from ppo_double.checkpoints import check_checkpoint, check_generation_fits, start_run
 from ppo_double.data import prompt_dataset
 from ppo_double.errors import run as run_main
 from ppo_double.modeling import load_tokenizer
@@ -33,14 +33,16 @@ def main(argv=None):
     script_args, config, model_args = parse_args(
         (PPOScriptArguments, PPOConfig, ModelConfig), str(Path(__file__).parent / "configs" / "ppo.yaml"), argv
     )
+    if script_args.reward == "rule":
+        config.reward_model_path = None  # unused: the model card and training_args.bin name no classifier
+    check_checkpoint(config.sft_model_path, "policy")
+    check_generation_fits(config.sft_model_path, config.response_length, "response_length")
     fit_to_device(config)
     run = start_run(config)  # checkpoints go to <output_dir>-checkpoints; a rerun resumes from the latest
     set_seed(config.seed)
 
     # Models: policy and frozen reference from SFT, value model on the SFT backbone, reward from the classifier (or
     # the rule-based judge).
-    if script_args.reward == "rule":
-        config.reward_model_path = None  # unused: the model card and training_args.bin name no classifier
     models = build_ppo_models(
         config.sft_model_path,
         config.reward_model_path,

@@ -116,6 +116,12 @@ RECIPE_ROWS = [
      "argument --max_steps/--max-steps: invalid int value: 'many' (--help lists every option)"),
     ("response_length too short for an answer and E", "ppo", lambda ws: ppo_args(ws, "--response_length", "5"),
      None, "response_length must be >= 6 (an answer is up to 5 numerals and E), got 5"),
+    ("response_length past the policy's positions", "ppo", lambda ws: ppo_args(ws, "--response_length", "500"),
+     None, "response_length=500 with a 11-token prompt runs past the policy's 128 positions (n_positions in "
+     "{ws}/sft/config.json): use at most 117"),
+    ("RLOO: max_completion_length past the policy's positions", "rloo",
+     lambda ws: ppo_args(ws, "--max_completion_length", "118"), None,
+     "max_completion_length=118 with a 11-token prompt runs past the policy's 128 positions"),
     ("max_length too short for a sample", "sft", lambda ws: ["--max_length", "16"], None,
      "max_length must be >= 17 (the longest sample, S__:9999x2=19998E), or null, got 16"),
     ("PPO budget below one batch", "ppo", lambda ws: ppo_args(ws, "--total_episodes", "127"), None,
