@@ -175,14 +175,15 @@ def test_summary_reports_times_table_models_and_next_commands(tiny_sft, untraine
 
 
 def test_every_ppo_double_command_in_the_docs_runs(tiny_sft, tmp_path):
-    """The `ppo-double ...` examples of README.md and docs/*.md, run as written (outputs/ holds tiny checkpoints)."""
+    """The `ppo-double ...` examples of README.md, README.zh-CN.md and docs/*.md, run as written (outputs/ holds
+    tiny checkpoints)."""
     import re
     import shlex
     import shutil
 
     from conftest import ROOT
 
-    pages = "\n".join(p.read_text(encoding="utf-8") for p in [ROOT / "README.md", *sorted(ROOT.glob("docs/*.md"))])
+    pages = "\n".join(p.read_text(encoding="utf-8") for p in [*ROOT.glob("README*.md"), *ROOT.glob("docs/*.md")])
     commands = [m.group(1) for m in re.finditer(r"^\$? ?(ppo-double [^#\n]*)", pages, flags=re.MULTILINE)]
     assert len(commands) >= 4
     for stage in ("sft", "ppo"):
@@ -196,12 +197,12 @@ def test_every_ppo_double_command_in_the_docs_runs(tiny_sft, tmp_path):
 
 
 def test_every_make_target_in_the_docs_exists():
-    """`make X` in README.md and docs/*.md names a target of the Makefile."""
+    """`make X` in README.md, README.zh-CN.md and docs/*.md names a target of the Makefile."""
     import re
 
     from conftest import ROOT
 
-    pages = "\n".join(p.read_text(encoding="utf-8") for p in [ROOT / "README.md", *sorted(ROOT.glob("docs/*.md"))])
+    pages = "\n".join(p.read_text(encoding="utf-8") for p in [*ROOT.glob("README*.md"), *ROOT.glob("docs/*.md")])
     targets = set(re.findall(r"^([a-z-]+):", (ROOT / "Makefile").read_text(encoding="utf-8"), flags=re.MULTILINE))
     named = set(re.findall(r"\bmake ([a-z][a-z-]*)", pages))
     assert {"all", "test", "summary", "plots"} <= named
