@@ -120,7 +120,7 @@ class NumeralFlagger(BertPreTrainedModel):
     The flags are the dense signal that teaches the encoder to compare; the class is what the classifier must read
     off its first token. Trained apart (flags in phase 2, classes only in phase 3), the classifier learned to read
     the flags at a step that varied with the seed: with 1000 phase-3 steps, 7 of 20 runs caught 88-99 % of invalid
-    answers instead of >= 99 % (docs/reward_seeds.md). `logits` are the flags' (DetectionProbe reads them).
+    answers instead of >= 99 % (docs/reward_screens). `logits` are the flags' (DetectionProbe reads them).
     """
 
     def __init__(self, config):
