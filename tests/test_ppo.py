@@ -117,9 +117,10 @@ def test_ppo_output_loads(tiny_ppo):
 
 @pytest.mark.slow
 def test_ppo_learns_to_follow_the_prefix(trained, tmp_path):
-    """The real learning check: from a trained SFT policy, PPO must make the prefix decide the numeral system, in greedy
-    and in sampled answers, without losing arithmetic. On a third of the default budget (at most ~70 s on 2 cores), so
-    the floors are below the targets the defaults reach (README "What it shows")."""
+    """The real learning check: from a trained SFT policy, PPO on its defaults (a user's run: stopped by the judge,
+    and refused by the recipe below its floors) must make the prefix decide the numeral system, in greedy and in
+    sampled answers, without losing arithmetic. On a third of the budget (6 144 episodes) it failed at one torch
+    thread: the prefixes separate only after ~3 500 episodes (README "Limits")."""
     sft, reward = trained / "sft", trained / "reward"
     before = load_recipe("evaluate")
     baseline = tmp_path / "baseline.json"
@@ -133,12 +134,6 @@ def test_ppo_learns_to_follow_the_prefix(trained, tmp_path):
             str(reward),
             "--output_dir",
             str(tmp_path / "ppo"),
-            "--total_episodes",
-            "6144",
-            "--min_exact_match",  # the recipe's own check, at the floors asserted below for this budget
-            "0.99",
-            "--min_sampled_exact_match",
-            "0.95",
             "--disable_tqdm",
             "true",
         ]
