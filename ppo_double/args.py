@@ -113,6 +113,12 @@ _VALUE_CHECKS = (
     ("repair_steps", lambda v: v >= 0, ">= 0"),
     ("detect_steps", lambda v: v >= 0, ">= 0"),
     ("repair_corrupt_prob", lambda v: 0 < v <= 1, "in (0, 1]"),
+    # each stage's floors on its own result (ppo_double/checks.py): shares
+    *(
+        (name, lambda v: 0 <= v <= 1, "between 0 and 1 (0: no check)")
+        for name in ("min_sampled_correct", "min_clean_accuracy", "min_invalid_caught", "min_kind_caught")
+        + ("min_exact_match", "min_sampled_exact_match")
+    ),
     ("detect_corrupt_prob", lambda v: 0 < v <= 1, "in (0, 1]"),
 )
 
@@ -140,10 +146,6 @@ def check_fields(values: dict) -> None:
             raise UsageError(f"{name} must be a finite number, got {value}: fix it in the YAML or with --{name}")
     for name, valid, must in _VALUE_CHECKS:
         if name in values and not valid(values[name]):
-            raise UsageError(f"{name} must be {must}, got {values[name]!r}: fix it in the YAML or with --{name}")
-    for name, value in values.items():  # a stage's floors on its own result (ppo_double/checks.py): shares
-        if name.startswith("min_") and value is not None and not 0 <= value <= 1:
-            must = "between 0 and 1 (0: no check)"
             raise UsageError(f"{name} must be {must}, got {values[name]!r}: fix it in the YAML or with --{name}")
 
 

@@ -2,8 +2,8 @@
 
 A result below one of the stage's floors (settings, with defaults the recipe meets on every seed measured) ends the
 run with one `error:` line naming the measured number, the floor and what to try, exit code 3, and no final folder:
-the checkpoints stay, so a rerun with a lower floor (`--min_... 0`) resumes from the last one and saves at once. A
-weak stage is never silent, and never becomes the next stage's input.
+the checkpoints stay, and a rerun resumes from the last of them (`--min_... 0` turns a floor off). A weak stage is
+never silent, and never becomes the next stage's input.
 """
 
 from accelerate.utils import broadcast_object_list
