@@ -106,6 +106,7 @@ _VALUE_CHECKS = (
     ("judge_samples", lambda v: v >= 1, ">= 1"),
     ("samples", lambda v: v >= 1, ">= 1"),
     ("target_exact_match", lambda v: v is None or 0 <= v <= 1, "between 0 and 1 (or null: never stop early)"),
+    ("target_correct_margin", lambda v: 0 <= v < 1, "between 0 and 1 (a share: 0.001 is 0.1 point)"),
     ("target_sampled_exact_match", lambda v: 0 <= v <= 1, "between 0 and 1"),
     ("target_patience", lambda v: v >= 1, ">= 1"),
     ("value_warmup_updates", lambda v: v >= 0, ">= 0"),

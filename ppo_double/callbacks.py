@@ -26,9 +26,12 @@ def episodes(args, step: int) -> int:
     return step * args.batch_size
 
 
-def holds_target(logs: dict, start: dict, target: float, sampled_target: float, keep_correct: bool) -> bool:
+def holds_target(
+    logs: dict, start: dict, target: float, sampled_target: float, keep_correct: bool, margin: float = 0.0
+) -> bool:
     """The stop rule on one judgement (`logs`; `start`: the judgement of the starting policy)."""
-    return (not keep_correct or logs["eval/sampled_correct"] >= start["eval/sampled_correct"]) and all(
+    gained = logs["eval/sampled_correct"] >= start["eval/sampled_correct"] + margin
+    return (not keep_correct or gained) and all(
         logs[f"eval/exact_match/{p}"] >= target and logs[f"eval/sampled_exact_match/{p}"] >= sampled_target
         for p in PREFIXES
     )
@@ -45,14 +48,14 @@ class JudgeCallback(TrainerCallback):
     the one saved in `start_model_path` when given, i.e. the SFT policy before scale_prefix_embeddings changes the
     copy that trains (that change alone lowers the sampled correct share by up to 1.4 points), else the trainer's.
 
-    With `target`, training stops once greedy exact match is >= target and sampled exact match >= `sampled_target`,
-    for every prefix, on `patience` evaluations in a row; with `keep_correct`, the sampled share of correct doubles
-    must also be no lower than the starting policy's. The callback then sets `control.should_training_stop`, which
-    GRPOTrainer and RLOOTrainer honour (and ppo_double.ppo.PPOTrainer, for TRL's PPO loop that does not). The prompts
-    come from VALIDATION_NUMBERS: the test numbers stay untouched by any training decision. `history` keeps every
-    judgement with its update (`step`), `episode` and `seconds` since training began in this process; a resumed run
-    replays it from the log history. One callback for PPOTrainer (whose model wraps `policy` and value model),
-    GRPOTrainer and RLOOTrainer (whose model is the policy).
+    With `target`, training stops once greedy exact match is >= target and sampled exact match >= `sampled_target`, for
+    every prefix, on `patience` evaluations in a row; with `keep_correct`, the sampled share of correct doubles must
+    also be higher than the starting policy's by `correct_margin` or more. The callback then sets
+    `control.should_training_stop`, which GRPOTrainer and RLOOTrainer honour (and ppo_double.ppo.PPOTrainer, for TRL's
+    PPO loop that does not). The prompts come from VALIDATION_NUMBERS: the test numbers stay untouched by any training
+    decision. `history` keeps every judgement with its update (`step`), `episode` and `seconds` since training began in
+    this process; a resumed run replays it from the log history. One callback for PPOTrainer (whose model wraps `policy`
+    and value model), GRPOTrainer and RLOOTrainer (whose model is the policy).
     """
 
     def __init__(
@@ -64,6 +67,7 @@ class JudgeCallback(TrainerCallback):
         sampled_target: float = 0.0,
         patience: int = 2,
         keep_correct: bool = False,
+        correct_margin: float = 0.0,
         samples: int = 1,
         seed: int = 0,
         start_model_path: str | None = None,
@@ -76,6 +80,7 @@ class JudgeCallback(TrainerCallback):
         self.sampled_target = sampled_target
         self.patience = patience
         self.keep_correct = keep_correct
+        self.correct_margin = correct_margin
         self.samples = samples
         self.seed = seed
         self.streak = 0
@@ -110,7 +115,8 @@ class JudgeCallback(TrainerCallback):
         return logs
 
     def reached_target(self, logs: dict) -> bool:
-        return holds_target(logs, self.history[0], self.target, self.sampled_target, self.keep_correct)
+        start, margin = self.history[0], self.correct_margin
+        return holds_target(logs, start, self.target, self.sampled_target, self.keep_correct, margin)
 
     def on_train_begin(self, args, state, control, **kwargs):
         # A resumed run: the judgements so far are in the restored log history; replay them for history and streak.
@@ -156,11 +162,18 @@ class JudgeCallback(TrainerCallback):
                 "in a row: stopping at episode %d",
                 100 * self.target,
                 100 * self.sampled_target,
-                ", sampled answers right doubles as often as at the start" if self.keep_correct else "",
+                self.correct_clause(),
                 self.patience,
                 episodes(args, state.global_step),
             )
             control.should_training_stop = self.stopped = True
+
+    def correct_clause(self) -> str:
+        if not self.keep_correct:
+            return ""
+        if self.correct_margin == 0:
+            return ", sampled answers right doubles as often as at the start"
+        return f", sampled answers right doubles {100 * self.correct_margin:.2f} points more often than at the start"
 
     def summary(self) -> str:
         """The last judgement, in the stop rule's terms: `greedy 99.8 / 100.0 / 99.6 %, sampled ...`."""

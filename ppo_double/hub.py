@@ -91,6 +91,7 @@ _RL_COMMON = (
     "target_exact_match",
     "target_sampled_exact_match",
     "target_keep_correct",
+    "target_correct_margin",
     "seed",
 )
 TRAINING_KEYS = {

@@ -59,6 +59,14 @@ class RLArguments:
             "(judged before the first update)"
         },
     )
+    target_correct_margin: float = field(
+        default=0.0,
+        metadata={
+            "help": "...higher by at least this share (0.001: 0.1 point): PPO's arithmetic dips while the prefixes "
+            "separate and recovers slowly; stopping once it is merely back to the start's level, within the "
+            "judge's noise, loses it on about half the seeds"
+        },
+    )
     target_patience: int = field(default=2, metadata={"help": "...on this many judged updates in a row"})
     # Floors on the final policy, judged on the test numbers before its folder is written (0: no check).
     min_exact_match: float = field(default=0.995, metadata={"help": "floor: greedy exact match, each prefix"})
@@ -98,6 +106,7 @@ def add_judge(trainer, script_args: RLArguments, seed: int, start_model_path: st
         sampled_target=script_args.target_sampled_exact_match,
         patience=script_args.target_patience,
         keep_correct=script_args.target_keep_correct,
+        correct_margin=script_args.target_correct_margin,
         samples=script_args.judge_samples,
         seed=seed,
         start_model_path=start_model_path,

@@ -71,7 +71,8 @@ def test_the_judge_stops_each_trainer_at_the_target(stage, tiny_sft, tiny_reward
 
 
 def test_the_stop_rule_waits_for_the_starting_policys_sampled_correct_share():
-    """target_keep_correct: a judgement counts only once sampled answers are right doubles as often as at step 0."""
+    """target_keep_correct: a judgement counts only once sampled answers are right doubles as often as at step 0
+    (with target_correct_margin: that much more often)."""
     from types import SimpleNamespace
 
     from ppo_double.callbacks import JudgeCallback
@@ -80,10 +81,13 @@ def test_the_stop_rule_waits_for_the_starting_policys_sampled_correct_share():
         logs = {f"eval/{k}/{p}": exact for k in ("exact_match", "sampled_exact_match") for p in PREFIXES}
         return {**logs, "eval/exact_match": exact, "eval/correct": 1.0, "eval/sampled_correct": sampled_correct}
 
-    for keep_correct, stopped_at in ((True, 4), (False, 2)):
-        # the start (exact 30 %, 99 % right doubles), then the targets held with 98.5, 98.8, 99.0, 99.2 % right doubles
-        verdicts = iter([judgement(0.3, 0.99), *(judgement(1.0, c) for c in (0.985, 0.988, 0.99, 0.992))])
-        judge = JudgeCallback(None, every=1, target=0.995, sampled_target=0.985, keep_correct=keep_correct)
+    for keep_correct, margin, stopped_at in ((True, 0.0, 4), (False, 0.0, 2), (True, 0.0015, 5)):
+        # the start (exact 30 %, 99 % right doubles), then the targets held with 98.5 ... 99.3 % right doubles
+        shares = (0.985, 0.988, 0.99, 0.992, 0.993, 0.993)
+        verdicts = iter([judgement(0.3, 0.99), *(judgement(1.0, c) for c in shares)])
+        judge = JudgeCallback(
+            None, every=1, target=0.995, sampled_target=0.985, keep_correct=keep_correct, correct_margin=margin
+        )
         judge.measure = lambda policy=None, verdicts=verdicts: next(verdicts)
         judge.log = lambda logs, control: None
         args, state = SimpleNamespace(batch_size=64), SimpleNamespace(log_history=[], global_step=0)
