@@ -21,6 +21,7 @@ from .evaluate import evaluate, format_table, save_results
 from .hub import save_and_push
 from .modeling import load_tokenizer, scale_prefix_embeddings
 from .reward import RewardFunction, RewardKind, load_scorer
+from .signals import train
 from .task import PREFIXES, heldout_prompts
 
 logger = logging.getLogger(__name__)
@@ -168,7 +169,7 @@ def train_group(trainer_class, stage: str, script_args: GroupArguments, config, 
     )
     reward.to(trainer.accelerator.device)
     judge = add_judge(trainer, script_args, config.seed, script_args.sft_model_path)
-    trainer.train(resume_from_checkpoint=run.resume_from())  # the Trainer's own resume
+    train(trainer, run.resume_from())  # the Trainer's own resume; stops cleanly on SIGTERM / Ctrl-C
 
     # The policy to save (LoRA: merged into the base weights, so it loads with AutoModelForCausalLM).
     if model_args.use_peft:

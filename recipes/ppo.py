@@ -19,6 +19,7 @@ from ppo_double.errors import run as run_main
 from ppo_double.modeling import load_tokenizer
 from ppo_double.online import RLArguments, add_judge, lora_config, save_final
 from ppo_double.ppo import PPOConfig, PPOTrainer, build_ppo_models
+from ppo_double.signals import train
 from ppo_double.task import VALIDATION_NUMBERS
 
 
@@ -66,7 +67,7 @@ def main(argv=None):
         **models,
     )
     judge = add_judge(trainer, script_args, config.seed, config.sft_model_path)  # validation numbers; stop rule
-    trainer.train(resume_from_checkpoint=run.resume_from())  # policy, value model, optimizer, RNG, episode counter
+    train(trainer, run.resume_from())  # policy, value model, optimizer, RNG, episode counter; stops on SIGTERM
 
     # The policy to save (LoRA: merged into the base weights, so it loads with AutoModelForCausalLM).
     models = trainer.accelerator.unwrap_model(trainer.model)  # policy + value model, without DDP's wrapper
