@@ -246,7 +246,7 @@ def truncate(path: Path) -> None:
 
 
 def test_a_truncated_latest_checkpoint_falls_back_to_the_previous(
-    reference, tiny_sft, tiny_reward, tmp_path, monkeypatch, capfd
+    reference, tiny_sft, tiny_reward, tmp_path, monkeypatch, caplog
 ):
     out = tmp_path / "out"
     args = args_for("sft", out, tiny_sft, tiny_reward)
@@ -258,11 +258,10 @@ def test_a_truncated_latest_checkpoint_falls_back_to_the_previous(
     assert last_complete_checkpoint(work) == str(work / "checkpoint-20")
 
     monkeypatch.undo()
-    capfd.readouterr()
+    caplog.clear()
     load_recipe("sft").main(args)
-    err = capfd.readouterr().err
-    assert f"skipping {work}/checkpoint-25 (broken: model.safetensors is truncated or corrupted)" in err
-    assert f"resuming from {work}/checkpoint-20" in err
+    assert f"skipping {work}/checkpoint-25 (broken: model.safetensors is truncated or corrupted)" in caplog.text
+    assert f"resuming from {work}/checkpoint-20" in caplog.text
     assert_same_run(reference("sft"), out)
 
 
