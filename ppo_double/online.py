@@ -143,7 +143,6 @@ def train_group(trainer_class, stage: str, script_args: GroupArguments, config, 
     check_checkpoint(script_args.sft_model_path, "policy")
     check_generation_fits(script_args.sft_model_path, config.max_completion_length, "max_completion_length")
     fit_to_device(config)
-    run = start_run(config)  # checkpoints go to <output_dir>-checkpoints; a rerun resumes from the latest
     set_seed(config.seed)
 
     # Models: the policy from SFT; the reward classifier (or the rule-based judge) as a reward function (the same
@@ -157,6 +156,8 @@ def train_group(trainer_class, stage: str, script_args: GroupArguments, config, 
     policy = AutoModelForCausalLM.from_pretrained(script_args.sft_model_path, use_safetensors=True)
     if script_args.scale_prefix_embeddings:
         scale_prefix_embeddings(policy)
+    # After every input is checked (a bad reward folder is refused before anything is written, the lock included).
+    run = start_run(config)  # checkpoints go to <output_dir>-checkpoints; a rerun resumes from the latest
 
     # Data: prefixed prompts (`S大写:3164x2=`) over the three prefixes, training numbers only, as text.
     trainer = trainer_class(

@@ -39,7 +39,6 @@ def main(argv=None):
     check_checkpoint(config.sft_model_path, "policy")
     check_generation_fits(config.sft_model_path, config.response_length, "response_length")
     fit_to_device(config)
-    run = start_run(config)  # checkpoints go to <output_dir>-checkpoints; a rerun resumes from the latest
     set_seed(config.seed)
 
     # Models: policy and frozen reference from SFT, value model on the SFT backbone, reward from the classifier (or
@@ -51,6 +50,8 @@ def main(argv=None):
         use_peft=model_args.use_peft,
         scale_prefixes=script_args.scale_prefix_embeddings,
     )
+    # After every input is checked (a bad reward folder is refused before anything is written, the lock included).
+    run = start_run(config)  # checkpoints go to <output_dir>-checkpoints; a rerun resumes from the latest
 
     # Data: prefixed prompts (`S大写:3164x2=`) over the three prefixes, training numbers only.
     tokenizer = load_tokenizer(config.sft_model_path)
