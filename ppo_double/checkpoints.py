@@ -7,18 +7,21 @@ so a run killed at any moment never leaves an `X` that a later stage, an evaluat
 complete, and a checkpoint caught half-written is skipped on resume. Weights load from safetensors only (no pickle).
 """
 
+import atexit
+import fcntl
 import json
 import logging
 import os
 import re
 import shutil
+import zipfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from accelerate import PartialState
 
-from .errors import UsageError, first_line
+from .errors import UsageError, first_line, on_full_disk
 
 logger = logging.getLogger(__name__)
 
@@ -41,29 +44,77 @@ def checkpoints_dir(output_dir: str) -> str:
     return str(output_dir).rstrip("/\\") + "-checkpoints"
 
 
-def is_complete(checkpoint: str | Path) -> bool:
-    """A trainer checkpoint whose trainer_state.json parses, with its optimizer state and weights still there (an old
-    checkpoint caught mid-deletion may have lost them; a final folder never has optimizer state)."""
+def checkpoint_problem(checkpoint: str | Path) -> str | None:
+    """Why a trainer checkpoint cannot be resumed from, or None when it can.
+
+    Unfinished: its trainer_state.json, written last, is missing or does not parse (a save cut short by a kill or a
+    full disk). Broken: the save finished, but the weights or the optimizer state are missing or truncated since
+    (an old checkpoint caught mid-deletion, a disk or copy that lost data). Cheap: it reads file headers, not tensors.
+    """
     checkpoint = Path(checkpoint)
     try:
         json.loads((checkpoint / TRAINER_STATE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
+        return f"unfinished: no readable {TRAINER_STATE}"
+    weights = [checkpoint / name for name in (WEIGHTS, "adapter_model.safetensors") if (checkpoint / name).is_file()]
+    if not weights:
+        return f"broken: no {WEIGHTS}"
+    if not (checkpoint / "optimizer.pt").is_file():
+        return "broken: no optimizer.pt"
+    for path in checkpoint.rglob("*"):  # PPO's value_model/ included
+        if path.suffix == ".safetensors" and not _safetensors_whole(path):
+            return f"broken: {path.relative_to(checkpoint)} is truncated or corrupted"
+        if path.suffix in (".pt", ".pth") and not zipfile.is_zipfile(path):  # torch.save's zip ends in its directory
+            return f"broken: {path.relative_to(checkpoint)} is truncated or corrupted"
+    return None
+
+
+def _safetensors_whole(path: Path) -> bool:
+    """The header parses and the file is as long as the header says (a truncated file is shorter)."""
+    try:
+        with open(path, "rb") as handle:
+            size = int.from_bytes(handle.read(8), "little")
+            header = json.loads(handle.read(size))
+            end = max((info["data_offsets"][1] for key, info in header.items() if key != "__metadata__"), default=0)
+            return os.fstat(handle.fileno()).st_size == 8 + size + end
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
         return False
-    weights = any((checkpoint / name).is_file() for name in (WEIGHTS, "adapter_model.safetensors"))
-    return weights and (checkpoint / "optimizer.pt").is_file()
 
 
-def last_complete_checkpoint(folder: str | Path) -> str | None:
-    """The `checkpoint-N` in `folder` with the highest N whose save finished, or None."""
+def is_complete(checkpoint: str | Path) -> bool:
+    """A trainer checkpoint that can be resumed from: see `checkpoint_problem`."""
+    return checkpoint_problem(checkpoint) is None
+
+
+def scan_checkpoints(folder: str | Path) -> tuple[str | None, list[tuple[str, str]]]:
+    """(The `checkpoint-N` in `folder` with the highest N that can be resumed from, or None; the newer ones that
+    cannot, with why, newest first)."""
     folder = Path(folder)
     if not folder.is_dir():
-        return None
+        return None, []
     steps = [
         (int(match[1]), path)
         for path in folder.iterdir()
         if path.is_dir() and (match := re.fullmatch(r"checkpoint-(\d+)", path.name))
     ]
-    return next((str(path) for _, path in sorted(steps, reverse=True) if is_complete(path)), None)
+    skipped = []
+    for _, path in sorted(steps, reverse=True):
+        problem = checkpoint_problem(path)
+        if problem is None:
+            return str(path), skipped
+        skipped.append((str(path), problem))
+    return None, skipped
+
+
+def last_complete_checkpoint(folder: str | Path) -> str | None:
+    """The `checkpoint-N` in `folder` with the highest N that can be resumed from, or None."""
+    return scan_checkpoints(folder)[0]
+
+
+def resume_hint(folder: str) -> str:
+    """What a rerun of the same command does, in words (for a message that asks for one)."""
+    checkpoint = last_complete_checkpoint(folder)
+    return f"it resumes from {checkpoint}, which is intact" if checkpoint else "it starts over (no checkpoint yet)"
 
 
 @dataclass
@@ -82,10 +133,22 @@ class StageRun:
         if isinstance(self.resume, str) and not subfolder:
             return self.resume
         folder = os.path.join(self.checkpoints_dir, subfolder) if subfolder else self.checkpoints_dir
-        checkpoint = last_complete_checkpoint(folder) if self.resume is not False else None
+        if self.resume is False:
+            return None
+        checkpoint, skipped = scan_checkpoints(folder)
+        for path, problem in skipped:
+            logger.warning("skipping %s (%s)", path, problem)
+        broken = [(path, problem) for path, problem in skipped if problem.startswith("broken")]
+        if broken and not checkpoint:
+            # Starting over silently would throw away a run that may have trained for hours.
+            path, problem = broken[0]
+            raise UsageError(
+                f"{path} is {problem} and there is no earlier complete checkpoint in {folder}: pass "
+                f"--resume_from_checkpoint false to start over (it deletes {self.checkpoints_dir})"
+            )
         if checkpoint:
             logger.warning("resuming from %s (--resume_from_checkpoint false starts over)", checkpoint)
-        elif self.resume is not False:
+        else:
             logger.warning("no checkpoint in %s: training from scratch", folder)
         return checkpoint
 
@@ -104,21 +167,90 @@ def start_run(training_args) -> StageRun:
             raise UsageError(f"output_dir {path!r} is a file, not a folder: pass another --output_dir")
     value = training_args.resume_from_checkpoint
     flag = {None: True, "true": True, "false": False}.get(value if value is None else str(value).lower(), value)
-    if isinstance(flag, str) and not is_complete(flag):
+    if isinstance(flag, str) and (problem := checkpoint_problem(flag)):
         raise UsageError(
-            f"--resume_from_checkpoint {flag!r} is no complete checkpoint (a checkpoint-N folder with "
-            f"{TRAINER_STATE}): pass one, or true (latest in {work}) or false (start over)"
+            f"--resume_from_checkpoint {flag!r} is no complete checkpoint ({problem}): pass another one, or true "
+            f"(latest in {work}) or false (start over)"
         )
     state = PartialState()
-    if flag is False and os.path.isdir(work):
-        if state.is_main_process:
+    _lock_everywhere(work, final, state)
+    old = [path for path in Path(work).iterdir() if path.name != LOCK]  # the lock stays: this run holds it
+    if flag is False:
+        if old and state.is_main_process:
             logger.warning("--resume_from_checkpoint false: deleting the old checkpoints in %s, starting over", work)
-            shutil.rmtree(work)
-        state.wait_for_everyone()
+            for path in old:
+                if path.is_dir():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink()
+        state.wait_for_everyone()  # on every process (each saw `old` at its own moment)
     if training_args.push_to_hub and not training_args.hub_model_id:
         training_args.hub_model_id = Path(final).name  # the trainer would name the repo after its output_dir
     training_args.output_dir = work
     return StageRun(final, work, flag)
+
+
+# --- one run per output folder ------------------------------------------------------------------------------------
+
+LOCK = ".lock"  # in the checkpoints folder: holds the PID of the run that writes this output folder
+_held: dict[str, int] = {}  # lock file -> open descriptor, for the runs of this process
+
+
+def _lock_everywhere(work: str, final: str, state) -> None:
+    """`lock_folder` on the main process; the other processes of a multi-process run raise its refusal too."""
+    refusal = None
+    if state.is_main_process:
+        try:
+            lock_folder(work, final)
+        except UsageError as err:
+            refusal = str(err)
+    if state.num_processes > 1:
+        from accelerate.utils import broadcast_object_list
+
+        refusal = broadcast_object_list([refusal])[0]
+    if refusal:
+        raise UsageError(refusal)
+
+
+def lock_folder(work: str, final: str) -> None:
+    """Hold an exclusive lock on `work` (the checkpoints folder of output folder `final`) until the process ends.
+
+    A second run on the same output folder would interleave its checkpoints with the first's and rename its final
+    folder over the other's: it is refused in one line naming the other process. The kernel releases the flock when
+    its process dies, however it dies; the PID written in the file then tells a killed run's lock (PID left, lock
+    free: taken over, with a warning) from a finished one's (emptied on release).
+    """
+    os.makedirs(work, exist_ok=True)
+    path = os.path.abspath(os.path.join(work, LOCK))
+    _release(path)  # an earlier run in this process (a notebook, a test) is over: a process runs one stage at a time
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        other = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise UsageError(
+            f"another run (process {other}) is writing to {final}: wait for it to end, or pass another --output_dir"
+        ) from None
+    left = os.pread(fd, 32, 0).decode(errors="replace").strip()
+    if left:
+        logger.warning("taking over %s, left by process %s, which ended without releasing it", path, left)
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    _held[path] = fd
+
+
+def _release(path: str) -> None:
+    fd = _held.pop(path, None)
+    if fd is not None:
+        os.ftruncate(fd, 0)  # an empty lock file: the run ended normally
+        os.close(fd)  # releases the flock
+
+
+@atexit.register
+def _release_all() -> None:
+    for path in list(_held):
+        _release(path)
 
 
 @contextmanager
@@ -135,11 +267,18 @@ def final_folder(trainer, run: StageRun):
         os.makedirs(staging)
     trainer.accelerator.wait_for_everyone()
     args.output_dir = staging
-    try:
-        yield staging
-        trainer.accelerator.wait_for_everyone()
+
+    def drop_staging():  # gives the space back; the final folder was never touched
         if trainer.accelerator.is_main_process:
-            _replace_folder(staging, run.output_dir)
+            shutil.rmtree(staging, ignore_errors=True)
+
+    what = f"the final folder {run.output_dir}"
+    try:
+        with on_full_disk(run.output_dir, what, lambda: resume_hint(run.checkpoints_dir), drop_staging):
+            yield staging
+            trainer.accelerator.wait_for_everyone()
+            if trainer.accelerator.is_main_process:
+                _replace_folder(staging, run.output_dir)
     finally:
         args.output_dir = run.checkpoints_dir
 

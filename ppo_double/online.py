@@ -21,6 +21,7 @@ from .evaluate import evaluate, format_table, save_results
 from .hub import save_and_push
 from .modeling import load_tokenizer, scale_prefix_embeddings
 from .reward import RewardFunction, RewardKind, load_scorer
+from .signals import train
 from .task import PREFIXES, heldout_prompts
 
 logger = logging.getLogger(__name__)
@@ -151,7 +152,6 @@ def train_group(trainer_class, stage: str, script_args: GroupArguments, config, 
     check_checkpoint(script_args.sft_model_path, "policy")
     check_generation_fits(script_args.sft_model_path, config.max_completion_length, "max_completion_length")
     fit_to_device(config)
-    run = start_run(config)  # checkpoints go to <output_dir>-checkpoints; a rerun resumes from the latest
     set_seed(config.seed)
 
     # Models: the policy from SFT; the reward classifier (or the rule-based judge) as a reward function (the same
@@ -165,6 +165,8 @@ def train_group(trainer_class, stage: str, script_args: GroupArguments, config, 
     policy = AutoModelForCausalLM.from_pretrained(script_args.sft_model_path, use_safetensors=True)
     if script_args.scale_prefix_embeddings:
         scale_prefix_embeddings(policy)
+    # After every input is checked (a bad reward folder is refused before anything is written, the lock included).
+    run = start_run(config)  # checkpoints go to <output_dir>-checkpoints; a rerun resumes from the latest
 
     # Data: prefixed prompts (`S大写:3164x2=`) over the three prefixes, training numbers only, as text.
     trainer = trainer_class(
@@ -177,7 +179,7 @@ def train_group(trainer_class, stage: str, script_args: GroupArguments, config, 
     )
     reward.to(trainer.accelerator.device)
     judge = add_judge(trainer, script_args, config.seed, script_args.sft_model_path)
-    trainer.train(resume_from_checkpoint=run.resume_from())  # the Trainer's own resume
+    train(trainer, run.resume_from())  # the Trainer's own resume; stops cleanly on SIGTERM / Ctrl-C
 
     # The policy to save (LoRA: merged into the base weights, so it loads with AutoModelForCausalLM).
     if model_args.use_peft:

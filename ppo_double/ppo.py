@@ -60,7 +60,8 @@ class PPOTrainer(TRLPPOTrainer):
 
     TRL's update loop never reads `control.should_training_stop`, so a last callback turns a stop asked for in
     `on_step_end` (by JudgeCallback, after the update's optimizer steps and logging) into an exception, and we finish
-    the run here the way TRL's loop would have: `on_train_end`.
+    the run here the way TRL's loop would have: `on_train_end`. A stop that also asks for a checkpoint (a signal,
+    ppo_double.signals) is raised only once TRL's loop has saved it, in `on_save`.
 
     TRL 1.12's PPOTrainer cannot resume (huggingface/trl#2657): its checkpoints hold the policy, optimizer, scheduler,
     RNG states and trainer state (episode counter included) but not the value model, and `train()` always starts at
@@ -68,6 +69,8 @@ class PPOTrainer(TRLPPOTrainer):
     lets TRL's own loop run the remaining updates, on the batches an uninterrupted run would have drawn.
     """
 
+    # TRL's loop logs every update (no metrics averaged over updates): ppo_double.signals may stop after any update.
+    logs_every_step = True
     # Read by transformers 5's Trainer._save on every rank; TRL 1.12's PPOTrainer never sets it (an AttributeError on
     # non-main processes of a multi-process run).
     is_distributed_loading_by_transformers = False
@@ -197,7 +200,12 @@ class _StopTraining(Exception):
 
 class _StopWhenAsked(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
-        if control.should_training_stop and state.global_step < state.max_steps:  # TRL's loop ends the last update
+        # TRL's loop ends after the last update by itself; with should_save it saves right after on_step_end
+        if control.should_training_stop and not control.should_save and state.global_step < state.max_steps:
+            raise _StopTraining
+
+    def on_save(self, args, state, control, **kwargs):
+        if control.should_training_stop and state.global_step < state.max_steps:
             raise _StopTraining
 
 

@@ -19,6 +19,7 @@ from ppo_double.errors import run as run_main
 from ppo_double.modeling import load_tokenizer
 from ppo_double.online import RLArguments, add_judge, lora_config, save_final
 from ppo_double.ppo import PPOConfig, PPOTrainer, build_ppo_models
+from ppo_double.signals import train
 from ppo_double.task import VALIDATION_NUMBERS
 
 
@@ -38,7 +39,6 @@ def main(argv=None):
     check_checkpoint(config.sft_model_path, "policy")
     check_generation_fits(config.sft_model_path, config.response_length, "response_length")
     fit_to_device(config)
-    run = start_run(config)  # checkpoints go to <output_dir>-checkpoints; a rerun resumes from the latest
     set_seed(config.seed)
 
     # Models: policy and frozen reference from SFT, value model on the SFT backbone, reward from the classifier (or
@@ -50,6 +50,8 @@ def main(argv=None):
         use_peft=model_args.use_peft,
         scale_prefixes=script_args.scale_prefix_embeddings,
     )
+    # After every input is checked (a bad reward folder is refused before anything is written, the lock included).
+    run = start_run(config)  # checkpoints go to <output_dir>-checkpoints; a rerun resumes from the latest
 
     # Data: prefixed prompts (`S大写:3164x2=`) over the three prefixes, training numbers only.
     tokenizer = load_tokenizer(config.sft_model_path)
@@ -66,7 +68,7 @@ def main(argv=None):
         **models,
     )
     judge = add_judge(trainer, script_args, config.seed, config.sft_model_path)  # validation numbers; stop rule
-    trainer.train(resume_from_checkpoint=run.resume_from())  # policy, value model, optimizer, RNG, episode counter
+    train(trainer, run.resume_from())  # policy, value model, optimizer, RNG, episode counter; stops on SIGTERM
 
     # The policy to save (LoRA: merged into the base weights, so it loads with AutoModelForCausalLM).
     models = trainer.accelerator.unwrap_model(trainer.model)  # policy + value model, without DDP's wrapper

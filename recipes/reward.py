@@ -33,6 +33,7 @@ from ppo_double.errors import run as run_main
 from ppo_double.evaluate import classifier_accuracy, format_accuracy
 from ppo_double.hub import save_and_push
 from ppo_double.modeling import CLASSIFIER_LABELS, build_classifier, encoder_heads, load_tokenizer
+from ppo_double.signals import train
 from ppo_double.task import INVALID, SYSTEMS, TEST_NUMBERS, VALIDATION_NUMBERS
 
 
@@ -105,7 +106,7 @@ def main(argv=None):
                 callbacks=[probe] if name == "detect" else None,
             )
             compact_console(phase_trainer)
-            phase_trainer.train(resume_from_checkpoint=run.resume_from(name))  # a finished phase: its weights only
+            train(phase_trainer, run.resume_from(name))  # a finished phase: its weights only; a stop stops here
 
     # Phase 3: unprefixed answers labelled by numeral system, plus corrupted ones labelled "invalid".
     n = training_args.max_steps * batch
@@ -118,7 +119,7 @@ def main(argv=None):
         processing_class=tokenizer,
     )
     compact_console(trainer)  # one short line per log (step, loss, lr), not the metrics dict
-    trainer.train(resume_from_checkpoint=run.resume_from())
+    train(trainer, run.resume_from())  # stops cleanly on SIGTERM / Ctrl-C (ppo_double/signals.py)
 
     # The result, checked before anything is saved: accuracy per class on held-out numbers (clean answers in each
     # system, and corrupted ones when the classifier has the invalid class).

@@ -20,6 +20,7 @@ from ppo_double.errors import run as run_main
 from ppo_double.evaluate import evaluate, format_table, save_results
 from ppo_double.hub import save_and_push
 from ppo_double.modeling import build_policy, load_tokenizer
+from ppo_double.signals import train
 from ppo_double.task import UNPREFIXED, heldout_prompts
 
 
@@ -56,7 +57,7 @@ def main(argv=None):
 
     trainer = SFTTrainer(model=model, args=training_args, train_dataset=train_dataset, processing_class=tokenizer)
     compact_console(trainer)  # one short line per log (step, loss, token accuracy, lr), not the metrics dict
-    trainer.train(resume_from_checkpoint=run.resume_from())
+    train(trainer, run.resume_from())  # stops cleanly on SIGTERM / Ctrl-C (ppo_double/signals.py)
 
     # The result, checked before anything is saved: the judge on held-out unprefixed prompts.
     results, problems = None, None

@@ -50,8 +50,9 @@ def stage_args(stage, out, tiny_sft, tiny_reward) -> list[str]:
     return args
 
 
-def run(stage, args, kill_at=None, log=None):
-    """Run recipes/<stage>.py in its own process; with `kill_at`, SIGKILL it once that many checkpoints completed."""
+def run(stage, args, kill_at=None, log=None, sig=signal.SIGKILL):
+    """Run recipes/<stage>.py in its own process; with `kill_at`, send it `sig` (SIGKILL) once that many checkpoints
+    completed."""
     command = [sys.executable, str(ROOT / "recipes" / f"{stage}.py"), *args]
     out = Path(args[args.index("--output_dir") + 1])
     with open(log, "w") as stderr:
@@ -63,7 +64,7 @@ def run(stage, args, kill_at=None, log=None):
             except FileNotFoundError:  # the trainer deleted an old checkpoint while we listed it
                 continue
             if len(seen) >= kill_at:
-                proc.send_signal(signal.SIGKILL)
+                proc.send_signal(sig)
                 break
             time.sleep(0.002)
         proc.wait(timeout=600)
