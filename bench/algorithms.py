@@ -46,6 +46,7 @@ TARGET = {
     "target_exact_match": 0.995,
     "target_sampled_exact_match": 0.985,
     "target_keep_correct": True,
+    "target_correct_margin": 0.002,
     "target_patience": 2,
 }
 
@@ -103,7 +104,12 @@ def stop_rule() -> str:
     return (
         f"greedy ≥ {bench.pct(TARGET['target_exact_match'])} and sampled ≥ "
         f"{bench.pct(TARGET['target_sampled_exact_match'])} exact match for every prefix on the validation numbers"
-        + (", sampled answers right doubles as often as at the start" if TARGET["target_keep_correct"] else "")
+        + (
+            f", sampled answers right doubles {100 * TARGET['target_correct_margin']:.1f} points more often than "
+            "at the start"
+            if TARGET["target_keep_correct"]
+            else ""
+        )
         + f", {TARGET['target_patience']} judgements in a row"
     )
 
@@ -151,7 +157,8 @@ def run_algorithm(algorithm: str, seed: int, start: dict[str, Path], out: Path, 
 def outcome(results: dict) -> dict:
     """What the table shows of one run, from its eval_results.json."""
     history = results["judged_during_training"]
-    rule = [TARGET[k] for k in ("target_exact_match", "target_sampled_exact_match", "target_keep_correct")]
+    keys = ("target_exact_match", "target_sampled_exact_match", "target_keep_correct", "target_correct_margin")
+    rule = [TARGET[k] for k in keys]
     streak, at_target = 0, None
     for entry in history[1:]:  # the judgement at which the stop rule first held (history[0]: the starting policy)
         streak = streak + 1 if holds_target(entry, history[0], *rule) else 0
