@@ -56,29 +56,29 @@ def checkpoint_problem(checkpoint: str | Path) -> str | None:
         json.loads((checkpoint / TRAINER_STATE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return f"unfinished: no readable {TRAINER_STATE}"
-    weights = [checkpoint / name for name in (WEIGHTS, "adapter_model.safetensors") if (checkpoint / name).is_file()]
-    if not weights:
+    if not any((checkpoint / name).is_file() for name in (WEIGHTS, "adapter_model.safetensors")):
         return f"broken: no {WEIGHTS}"
     if not (checkpoint / "optimizer.pt").is_file():
         return "broken: no optimizer.pt"
     for path in checkpoint.rglob("*"):  # PPO's value_model/ included
-        if path.suffix == ".safetensors" and not _safetensors_whole(path):
-            return f"broken: {path.relative_to(checkpoint)} is truncated or corrupted"
-        if path.suffix in (".pt", ".pth") and not zipfile.is_zipfile(path):  # torch.save's zip ends in its directory
+        torn_safetensors = path.suffix == ".safetensors" and safetensors_error(path)
+        torn_zip = path.suffix in (".pt", ".pth") and not zipfile.is_zipfile(path)  # torch.save's zip ends in its index
+        if torn_safetensors or torn_zip:
             return f"broken: {path.relative_to(checkpoint)} is truncated or corrupted"
     return None
 
 
-def _safetensors_whole(path: Path) -> bool:
-    """The header parses and the file is as long as the header says (a truncated file is shorter)."""
+def safetensors_error(path: Path) -> str | None:
+    """Why a safetensors file cannot be loaded (safetensors' own first line), or None. It reads the header only, and
+    checks it against the file: a truncated file does not cover what its header promises."""
+    from safetensors import safe_open
+
     try:
-        with open(path, "rb") as handle:
-            size = int.from_bytes(handle.read(8), "little")
-            header = json.loads(handle.read(size))
-            end = max((info["data_offsets"][1] for key, info in header.items() if key != "__metadata__"), default=0)
-            return os.fstat(handle.fileno()).st_size == 8 + size + end
-    except (OSError, ValueError, KeyError, TypeError, IndexError):
-        return False
+        with safe_open(path, "pt") as handle:
+            handle.keys()
+    except Exception as err:  # safetensors raises its own SafetensorError (or OSError) for a broken file
+        return first_line(err)
+    return None
 
 
 def is_complete(checkpoint: str | Path) -> bool:
@@ -305,8 +305,6 @@ def check_checkpoint(path: str, role: str) -> Path:
     Raises UsageError (one line: what is wrong, and what to do) for a missing folder, a run that never finished, the
     other role's checkpoint, only pickled weights, or a truncated or corrupted model.safetensors.
     """
-    from safetensors import safe_open
-
     role_info = ROLES[role]
     folder = Path(path)
     if not folder.exists():
@@ -339,13 +337,8 @@ def check_checkpoint(path: str, role: str) -> Path:
             else f"no {WEIGHTS}"
         )
         raise UsageError(f"{path!r} has {found}: retrain it, or convert it to safetensors")
-    try:
-        with safe_open(weights, "pt") as handle:
-            handle.keys()
-    except Exception as err:  # safetensors raises its own SafetensorError (or OSError) for a broken file
-        raise UsageError(
-            f"{weights} is truncated or corrupted ({first_line(err)}): rerun the stage that wrote it"
-        ) from None
+    if problem := safetensors_error(weights):
+        raise UsageError(f"{weights} is truncated or corrupted ({problem}): rerun the stage that wrote it")
     return folder
 
 

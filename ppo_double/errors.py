@@ -85,20 +85,15 @@ def run(main, argv=None) -> None:
     stop by SIGTERM or SIGINT into its one line and 143 or 130."""
     from .checks import BelowFloor
 
+    exit_codes = {UsageError: 2, BelowFloor: 3, DiskFull: DISK_FULL_EXIT}
     try:
         main(argv)
-    except UsageError as err:
+    except tuple(exit_codes) as err:
         print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
-    except BelowFloor as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(3)
-    except Stopped as err:
+        sys.exit(next(code for kind, code in exit_codes.items() if isinstance(err, kind)))
+    except Stopped as err:  # asked for, not an error: its own line
         print(err, file=sys.stderr)
         sys.exit(err.exit_code)
-    except DiskFull as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(DISK_FULL_EXIT)
     except OSError as err:  # a full disk outside the checkpoint and final-folder writes (a log, a results file)
         if err.errno != errno.ENOSPC:
             raise

@@ -12,7 +12,7 @@ from transformers import AutoModelForCausalLM, TrainerCallback
 from trl.experimental.ppo import PPOConfig
 from trl.experimental.ppo import PPOTrainer as TRLPPOTrainer
 
-from .checkpoints import TRAINER_STATE, WEIGHTS, check_checkpoint
+from .checkpoints import TRAINER_STATE, WEIGHTS
 from .errors import UsageError
 from .modeling import build_value_model, scale_prefix_embeddings
 from .reward import NumeralReward, load_scorer
@@ -35,8 +35,8 @@ def build_ppo_models(
     reference is a frozen second copy of the SFT policy, or None with LoRA (TRL then disables the adapters). The
     reward model adapts the scorer of `reward` (`classifier`, from `reward_model_path`, or `rule`; ppo_double.reward).
     `scale_prefixes`: the policy's and value model's prefix embeddings at the trained rows' scale (modeling.py).
+    Call after `check_checkpoint(sft_model_path, "policy")` (recipes/ppo.py checks it before anything else).
     """
-    check_checkpoint(sft_model_path, "policy")
     reward_model = NumeralReward(load_scorer(reward, reward_model_path))  # checks the classifier's folder too
     policy = AutoModelForCausalLM.from_pretrained(sft_model_path, use_safetensors=True)
     ref_model = None if use_peft else AutoModelForCausalLM.from_pretrained(sft_model_path, use_safetensors=True)

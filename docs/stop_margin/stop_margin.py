@@ -23,6 +23,8 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from ppo_double.callbacks import holds_target
+
 ROOT = Path(__file__).resolve().parents[2]
 PREFIXES = ("数字", "小写", "大写")
 MARGINS = (0.0, 0.0005, 0.001, 0.0015, 0.002, 0.003)
@@ -48,13 +50,10 @@ def judgements(seed: int, runs: Path) -> list[dict]:
 
 
 def stop_step(history: list[dict], margin: float) -> int:
-    """The update the recipe's stop rule (ppo_double.callbacks.holds_target) stops at, or the last one."""
+    """The update the recipe's stop rule stops at, or the last one."""
     start, streak = history[0], 0
     for entry in history[1:]:
-        held = entry["eval/sampled_correct"] >= start["eval/sampled_correct"] + margin and all(
-            entry[f"eval/exact_match/{p}"] >= TARGET and entry[f"eval/sampled_exact_match/{p}"] >= SAMPLED_TARGET
-            for p in PREFIXES
-        )
+        held = holds_target(entry, start, TARGET, SAMPLED_TARGET, keep_correct=True, margin=margin)
         streak = streak + 1 if held else 0
         if streak >= PATIENCE:
             return entry["step"]
