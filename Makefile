@@ -46,33 +46,14 @@ eval: install  ## before/after table: SFT vs PPO on the held-out test numbers
 plots: install  ## PNG plots of the runs' logs -> outputs/plots/ (ARGS="--output_dir docs")
 	$(BIN)/ppo-double plots $(ARGS)
 
-bench: install  ## SFT recipe vs a plain loop, then `make all` per seed 42-44 -> outputs/bench/ (ARGS="--algorithms": PPO vs GRPO vs RLOO; ARGS="--rewards": reward hacking)
-	$(BIN)/python bench/bench.py $(ARGS)
+bench: install  ## a study of bench/studies/ (default: pipeline.yaml, `make all` per seed) -> bench/results/ (ARGS="--jobs 2")
+	$(BIN)/python bench/run.py $(or $(STUDY),bench/studies/pipeline.yaml) $(ARGS)
 
-sweep: install  ## the settings tried for the defaults (bench/sweep.yaml), judged per seed -> outputs/sweep/
-	$(BIN)/python bench/sweep.py $(ARGS)
+sweep: install  ## the PPO settings behind the defaults, one change each (bench/studies/ppo_settings.yaml)
+	$(BIN)/python bench/run.py bench/studies/ppo_settings.yaml $(ARGS)
 
-# `make all` trains SFT and reward side by side, each on half the cores: they are independent, and these small
-# models use a second thread poorly (2 cores: 85 s side by side against 146 s one after the other).
-HALF_CORES := $(shell n=$$(nproc 2>/dev/null || echo 2); echo $$(( n > 1 ? n / 2 : 1 )))
-
-all: install  ## the whole pipeline on defaults: sft and reward side by side, ppo, eval, then the summary
-	@mkdir -p outputs && rm -f outputs/wall_times.tsv outputs/reward.seconds
-	@printf '\n==> sft, and reward alongside it (%s thread(s) each; reward log: outputs/reward.log)\n' $(HALF_CORES); \
-	start=$$(date +%s); \
-	( OMP_NUM_THREADS=$(HALF_CORES) $(MAKE) --no-print-directory reward ARGS= > outputs/reward.log 2>&1 \
-		&& printf 'reward\t%s\n' $$(( $$(date +%s) - start )) > outputs/reward.seconds ) & \
-	OMP_NUM_THREADS=$(HALF_CORES) $(MAKE) --no-print-directory sft ARGS= || { wait; exit 1; }; \
-	printf 'sft\t%s\n' $$(( $$(date +%s) - start )) >> outputs/wall_times.tsv; \
-	printf '\n==> reward\n'; \
-	if ! wait $$!; then tail -n 20 outputs/reward.log; printf 'reward failed: outputs/reward.log\n'; exit 1; fi; \
-	sed -n '/^| class/,$$p' outputs/reward.log; cat outputs/reward.seconds >> outputs/wall_times.tsv
-	@for stage in ppo eval; do \
-		printf '\n==> %s\n' $$stage; start=$$(date +%s); \
-		$(MAKE) --no-print-directory $$stage ARGS= || exit 1; \
-		printf '%s\t%s\n' $$stage $$(( $$(date +%s) - start )) >> outputs/wall_times.tsv; \
-	done
-	@printf '\n==> summary\n' && $(MAKE) --no-print-directory summary
+all: install  ## the whole pipeline: sft and reward side by side, ppo, eval, then the summary (ARGS="--seed 43")
+	$(BIN)/python -m ppo_double.pipeline $(if $(ACCELERATE_CONFIG),--accelerate_config $(ACCELERATE_CONFIG)) $(ARGS)
 
 summary: install  ## what `make all` ran: wall time per stage, before -> after table, checkpoints, what to try next
 	@$(BIN)/ppo-double summary

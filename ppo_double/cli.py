@@ -16,6 +16,7 @@ import os
 import sys
 
 from .errors import UsageError
+from .pipeline import SIDE_BY_SIDE, pipeline_seconds
 from .task import EOS, PREFIXES, UNPREFIXED, heldout_selection, make_prompt, parse_prompt, prefix_for
 from .tokenizer import VOCAB
 
@@ -180,14 +181,6 @@ def cmd_compare(args) -> int:
 
 
 STAGE_FOLDERS = {"sft": "SFT policy", "reward": "reward classifier", "ppo": "PPO policy"}
-# `make all` trains these two side by side (each on half the cores); the other stages run one after the other.
-SIDE_BY_SIDE = ("sft", "reward")
-
-
-def pipeline_seconds(seconds: dict[str, float]) -> float:
-    """Wall time of the stages in `seconds` as `make all` runs them: the longer of SFT and reward, then the rest."""
-    together = [value for stage, value in seconds.items() if stage in SIDE_BY_SIDE]
-    return max(together, default=0) + sum(value for stage, value in seconds.items() if stage not in SIDE_BY_SIDE)
 
 
 def cmd_summary(args) -> int:

@@ -219,30 +219,6 @@ def plot_before_after(eval_json: Path, out: Path) -> Path:
     return _save(fig, out / "eval_before_after.png")
 
 
-def plot_algorithms(histories: dict[str, list[list[dict]]], path: Path) -> Path:
-    """Validation exact match (greedy solid, sampled dashed; the lowest prefix) against wall time and against
-    completions sampled, one colour per algorithm and one line per run: `histories[algorithm]` holds each run's
-    `judged_during_training` (JudgeCallback.history, in eval_results.json)."""
-    if not any(histories.values()):
-        raise Skip("no judge history to plot")
-    fig, axes = _figure(2)
-    for (name, runs), (color, _, _) in zip(histories.items(), STYLES):
-        for i, history in enumerate(runs):
-            for key, linestyle in (("eval/exact_match", "-"), ("eval/sampled_exact_match", "--")):
-                lowest = [min(entry[f"{key}/{p}"] for p in PREFIXES) for entry in history]
-                mode = "greedy" if linestyle == "-" else "sampled"
-                for ax, x in zip(axes, ("seconds", "episode")):
-                    tag = f"{name}, {mode}" if i == 0 else None
-                    ax.plot([e[x] for e in history], lowest, color=color, linestyle=linestyle, alpha=0.8, label=tag)
-    axes[0].set(xlabel="wall time in training, judging included (s)", ylabel="exact match, lowest prefix")
-    axes[1].set(xlabel="completions sampled (episodes)")
-    for ax in axes:
-        ax.set(ylim=(-0.02, 1.02), title="Judge on validation prompts during training")
-        ax.grid(alpha=0.3)
-    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncols=len(histories) * 2)
-    return _save(fig, path)
-
-
 def _save(fig, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)

@@ -1,5 +1,4 @@
 import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
@@ -11,13 +10,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def load_script(path: str):
-    """Import the script at `path` (from the repo root) as a module: recipes and bench scripts are no package.
-
-    bench/ is put on sys.path, as it is when a bench script runs: they import bench/bench.py as `bench`.
-    """
-    bench = str(ROOT / "bench")
-    if bench not in sys.path:
-        sys.path.insert(0, bench)
+    """Import the script at `path` (from the repo root) as a module: recipes are no package."""
     name = path.replace("/", "_").removesuffix(".py")
     spec = importlib.util.spec_from_file_location(name, ROOT / path)
     module = importlib.util.module_from_spec(spec)

@@ -1,0 +1,278 @@
+"""Tables and pictures of a study, from its records in the store; the README's marked blocks.
+
+Nothing here runs or measures: `python bench/run.py STUDY --report-only` writes the same document from the same
+store every time (the bootstrap's random state is fixed in stats.py).
+"""
+
+import itertools
+import math
+from pathlib import Path
+
+import numpy as np
+import stats
+
+from ppo_double.task import PREFIXES
+
+DASH = "—"
+
+
+def pct(value, digits: int = 1) -> str:
+    return DASH if value is None else f"{100 * value:.{digits}f}%"
+
+
+def num(value, spec: str = ".0f") -> str:
+    return DASH if value is None else format(value, spec)
+
+
+def per_prefix(values: dict | None) -> str:
+    return DASH if not values else " / ".join(pct(values[p]) for p in PREFIXES)
+
+
+def interval(estimate, spec: str = ".0f", scale: float = 1.0) -> str:
+    """`IQM [low, high]` of stats.iqm / paired_change, scaled."""
+    if estimate is None:
+        return DASH
+    point, low, high = (scale * value for value in estimate)
+    if math.isnan(low):
+        return format(point, spec)
+    return f"{point:{spec}} [{low:{spec}}, {high:{spec}}]"
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    lines = [header, ["---"] * len(header), *rows]
+    return "\n".join("| " + " | ".join(cells) + " |" for cells in lines)
+
+
+def outcome(record: dict) -> str:
+    """One line on a run, for the console."""
+    if record["failed_stage"]:
+        return f"failed at {record['failed_stage']} (log: its folder's .log under the work dir)"
+    m = record["metrics"]
+    parts = [f"{stage} {r['wall_s']:.0f} s" for stage, r in record["stages"].items() if not r["cached"]]
+    if "greedy_exact_match" in m:
+        parts += [f"{m['completions']} completions", f"greedy {per_prefix(m['greedy_exact_match'])}"]
+        parts += [f"sampled {per_prefix(m['sampled_exact_match'])}"]
+    if "target_met" in m:
+        parts.append("every target met" if m["target_met"] else "a target missed")
+    return ", ".join(parts)
+
+
+# --- the document ---------------------------------------------------------------------------------------------------
+
+
+def run_rows(records: list[dict]) -> tuple[list[str], list[list[str]]]:
+    """One row per run: the columns some record has a number for."""
+    columns = [
+        ("wall s (" + " / ".join(("sft", "reward", "rl", "eval")) + ")", None, lambda r, m: walls(r)),
+        ("total s (units)", "total_s", lambda r, m: f"{num(m['total_s'])} ({num(m.get('total_units'))})"),
+        ("reward: invalid caught (lowest kind)", "reward_invalid", reward_cell),
+        ("completions", "completions", lambda r, m: num(m["completions"])),
+        (f"onset (every prefix ≥ {100 * 0.9:g} % greedy)", "onset", lambda r, m: num(m["onset"])),
+        ("completions to target", "completions", lambda r, m: num(m["completions_to_target"])),
+        *(
+            (f"{mode} exact {' / '.join(PREFIXES)}", name, lambda r, m, name=name: per_prefix(m[name]))
+            for mode, name in (("greedy", "greedy_exact_match"), ("sampled", "sampled_exact_match"))
+        ),
+        ("sampled correct SFT → run", "sft_sampled_correct", correct_cell),
+        ("lowest greedy correct in training", "min_greedy_correct", lambda r, m: pct(m["min_greedy_correct"])),
+        ("reward / judged exact of the last rollouts", "final_reward", rollout_cell),
+        ("every target", "target_met", lambda r, m: "yes" if m["target_met"] else "**no**"),
+    ]
+    present = [c for c in columns if c[1] is None or any(c[1] in r["metrics"] for r in records)]
+    rows = []
+    for r in records:
+        if r["failed_stage"]:
+            rows.append([r["variant"], str(r["seed"]), f"failed: {r['failed_stage']}", *[""] * (len(present) - 1)])
+        else:
+            rows.append([r["variant"], str(r["seed"]), *(cell(r, r["metrics"]) for _, _, cell in present)])
+    return ["variant", "seed", *(name for name, _, _ in present)], rows
+
+
+def walls(record: dict) -> str:
+    stages = record["stages"]
+    return " / ".join(
+        DASH if s not in stages else "cached" if stages[s]["cached"] else f"{stages[s]['wall_s']:.0f}"
+        for s in ("sft", "reward", "rl", "eval")
+    )
+
+
+def reward_cell(record: dict, m: dict) -> str:
+    kinds = [v for k, v in m.get("reward_accuracy", {}).items() if k.startswith("invalid/")]
+    return f"{pct(m['reward_invalid'], 2)} ({pct(min(kinds, default=None), 1)})"
+
+
+def correct_cell(record: dict, m: dict) -> str:
+    return f"{pct(m['sft_sampled_correct'], 2)} → {pct(m['sampled_correct'], 2)}"
+
+
+def rollout_cell(record: dict, m: dict) -> str:
+    return f"{m['final_reward']:.3f} / {pct(m['final_judged'])} (gap {m['final_reward'] - m['final_judged']:+.3f})"
+
+
+def summary_rows(records: list[dict]) -> tuple[list[str], list[list[str]]]:
+    frame = stats.summary(records)
+    header = [
+        "variant",
+        "runs (failed)",
+        "every target met [95 % Wilson]",
+        "completions to target, IQM [95 % CI] (runs reaching it)",
+        "s to target, IQM (plain-loop units)",
+        "pipeline s, IQM [95 % CI] (units)",
+        "sampled correct change vs SFT, points, mean [95 % CI]",
+        "lowest greedy correct in training",
+    ]
+    rows = []
+    for variant, row in frame.iterrows():
+
+        def units(name, row=row):
+            return interval(row[name], ".0f") if row[name] else DASH
+
+        rows.append(
+            [
+                variant,
+                f"{row['runs']} ({row['failed']})",
+                f"{row['met']}/{row['runs']} [{100 * row['met_low']:.0f}–{100 * row['met_high']:.0f} %]",
+                f"{interval(row['completions_to_target'])} ({row['completions_to_target_n']}/{row['runs']})",
+                f"{interval(row['seconds_to_target'])} ({units('units_to_target')})",
+                f"{interval(row['total_s'])} ({units('total_units')})",
+                interval(row["correct_change"], "+.2f", scale=100),
+                pct(row["min_greedy_correct"]),
+            ]
+        )
+    return header, rows
+
+
+def improvement_rows(records: list[dict]) -> list[list[str]]:
+    """P(X reaches the target in fewer completions than Y), every ordered pair of variants; a run that never
+    reached it counts as needing more than any that did."""
+    done = [r for r in records if not r["failed_stage"] and "completions" in r["metrics"]]
+    needed = {}
+    for r in done:
+        needed.setdefault(r["variant"], []).append(r["metrics"]["completions_to_target"] or math.inf)
+    rows = []
+    for x, y in itertools.permutations(needed, 2):
+        rows.append([x, y, interval(stats.fewer_is_better(needed[x], needed[y]), ".2f")])
+    return rows
+
+
+def report(study: dict, records: list[dict], figure: Path | None = None) -> str:
+    """The study's markdown: what ran, the per-variant summary with intervals, the runs, the machine."""
+    header, rows = summary_rows(records)
+    parts = [
+        " ".join(str(study.get("description", "")).split()),
+        f"Per variant, over its seeds (`python bench/run.py bench/studies/{study['name']}.yaml`; records in "
+        f"`bench/results/{study['name']}.jsonl`). IQM: interquartile mean with rliable's stratified-bootstrap 95 % "
+        "interval; the sampled-correct change is paired per seed (the eval stage samples the SFT and the run on the "
+        "same prompts), with a t interval. Targets (every prefix, held-out test numbers): greedy ≥ 99.5 % and "
+        "sampled ≥ 98 % exact match, sampled correct share ≥ the SFT's, greedy correct ≥ 97 % at every judgement "
+        "during training, the reward catching ≥ 99 % of invalid answers.",
+        table(header, rows),
+    ]
+    pairs = improvement_rows(records)
+    if len(pairs) > 1:
+        parts += [
+            "Probability that a run of X reaches the target in fewer completions than a run of Y (rliable, 95 % CI):",
+            table(["X", "Y", "P(X needs fewer) [95 % CI]"], pairs),
+        ]
+    header, rows = run_rows(records)
+    parts += ["Each run:", table(header, rows), machine_line(records)]
+    if figure and any(r["history"] for r in records):
+        parts.append(f"![{study['name']}: IQM over seeds with 95 % bands]({figure})")
+        curves(records, figure)
+    return "\n\n".join(part for part in parts if part)
+
+
+def machine_line(records: list[dict]) -> str:
+    """The machines, versions and commits the records come from (several when a study grew over time)."""
+    seen = {}
+    for r in records:
+        versions = ", ".join(f"{name} {v}" for name, v in r["versions"].items())
+        machine = f"{r['machine']['cpu_count']} CPU cores ({r['machine']['cpu'] or 'cpu unknown'})"
+        threads = "make all's threads" if r["jobs"] == 1 else f"{r['jobs']} runs at once, one thread each"
+        plain = f"plain loop {num(r['plain_loop_s_per_100'], '.2f')} s / 100 SFT steps"
+        plain += f" (recipes/sft.py {r['recipe_sft_s_per_100'] / r['plain_loop_s_per_100']:.2f}x)"
+        line = f"{machine}, {threads}, {plain}; {versions}; commit {r['git_commit'][:8]}; {r['date']}"
+        seen[line] = seen.get(line, 0) + 1
+    return "Measured on: " + "; ".join(f"{n} run(s): {line}" for line, n in seen.items()) + "."
+
+
+# --- the picture ----------------------------------------------------------------------------------------------------
+
+
+def on_grid(histories: list[list[dict]], name: str) -> tuple[np.ndarray, np.ndarray]:
+    """The judged `name` of each run at every completion count any of them was judged at, a run that stopped early
+    holding its last value (the policy it saved)."""
+    grid = np.array(sorted({h["episode"] for history in histories for h in history}))
+    matrix = []
+    for history in histories:
+        episodes = np.array([h["episode"] for h in history])
+        values = np.array([h[name] for h in history])
+        matrix.append(values[np.clip(np.searchsorted(episodes, grid, side="right") - 1, 0, None)])
+    return grid, np.array(matrix)
+
+
+def curves(records: list[dict], path: Path) -> Path:
+    """Validation greedy exact match and sampled correct share against completions: per variant, the IQM over its
+    seeds with its 95 % band."""
+    from matplotlib.figure import Figure  # no pyplot: no global state, no GUI backend
+
+    fig = Figure(figsize=(11, 4), layout="constrained")
+    axes = fig.subplots(1, 2)
+    by_variant = {}
+    for r in records:
+        if r["history"]:
+            by_variant.setdefault(r["variant"], []).append(r["history"])
+    for (variant, histories), color in zip(by_variant.items(), itertools.cycle(f"C{i}" for i in range(10))):
+        for ax, name in zip(axes, ("exact_match", "sampled_correct")):
+            grid, matrix = on_grid(histories, name)
+            point, low, high = stats.iqm_curves(matrix)
+            ax.plot(grid, point, color=color, label=f"{variant} (IQM of {len(histories)})")
+            ax.fill_between(grid, low, high, color=color, alpha=0.2)
+    axes[0].set(xlabel="completions", ylabel="greedy exact match (validation)", ylim=(0, 1.02))
+    axes[1].set(xlabel="completions", ylabel="sampled correct share (validation)")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    axes[0].legend(loc="lower right")
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    return Path(path)
+
+
+# --- README blocks --------------------------------------------------------------------------------------------------
+
+
+def markers(study: dict) -> tuple[str, str]:
+    name = study.get("readme", study["name"])
+    return f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+
+
+def marker_lines(lines: list[str], pair: tuple[str, str]) -> tuple[int, int]:
+    """Indices of the start and end marker lines; ValueError when missing, repeated or out of order."""
+    starts = [i for i, line in enumerate(lines) if line.strip() == pair[0]]
+    ends = [i for i, line in enumerate(lines) if line.strip() == pair[1]]
+    if len(starts) != 1 or len(ends) != 1 or starts[0] > ends[0]:
+        raise ValueError(
+            f"expected one line {pair[0]!r} followed by one line {pair[1]!r}; found {len(starts)} start and "
+            f"{len(ends)} end markers"
+        )
+    return starts[0], ends[0]
+
+
+def check_markers(path: Path, study: dict) -> None:
+    """Before anything runs: the file has the study's markers (else a ValueError naming the file, one line)."""
+    try:
+        marker_lines(Path(path).read_text(encoding="utf-8").splitlines(), markers(study))
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{path}: {error}") from None
+
+
+def replace_between(text: str, block: str, pair: tuple[str, str]) -> str:
+    lines = text.splitlines()
+    start, end = marker_lines(lines, pair)
+    new = [*lines[: start + 1], "", *block.strip("\n").splitlines(), "", *lines[end:]]
+    return "\n".join(new) + ("\n" if text.endswith("\n") else "")
+
+
+def write_markers(path: Path, study: dict, block: str) -> None:
+    path = Path(path)
+    path.write_text(replace_between(path.read_text(encoding="utf-8"), block, markers(study)), encoding="utf-8")

@@ -1,0 +1,361 @@
+"""The experiment runner: a study (a YAML file under bench/studies/) runs per variant and seed, each run appends one
+record to the store (bench/results/<study>.jsonl), and the tables and pictures are written from the store.
+
+    make bench                                                  # bench/studies/pipeline.yaml: `make all` per seed
+    python bench/run.py bench/studies/algorithms.yaml --jobs 2  # two single-thread runs side by side
+    python bench/run.py bench/studies/algorithms.yaml --seeds 47 48   # the study grows by seeds
+    python bench/run.py bench/studies/algorithms.yaml --report-only --readme README.md
+
+A run is the pipeline (ppo_double/pipeline.py) with the variant's settings. Stage outputs are cached under
+`--work_dir` by what they depend on (seed, settings, the recipes' YAML), so variants that share a seed's SFT and
+reward train them once; a run whose key is in the store is skipped. A record holds the run's metrics (read from what
+the stages wrote, judged by the rule-based judge), the judge's history, wall times and peak RSS, the plain-loop speed
+measured at the start of the invocation, the git commit, the library versions and the machine. With `--jobs N`,
+every stage runs with cores / N torch threads, N runs at once; the results do not depend on it beyond the thread
+count's numerics, the wall times do (the records say so).
+"""
+
+import argparse
+import datetime
+import hashlib
+import json
+import os
+import platform
+import shlex
+import statistics
+import subprocess
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from importlib.metadata import version
+from pathlib import Path
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import render  # noqa: E402
+from store import RESULTS, Store, key  # noqa: E402
+
+from ppo_double import pipeline  # noqa: E402
+from ppo_double.callbacks import holds_target  # noqa: E402
+from ppo_double.checks import NO_FLOORS  # noqa: E402
+from ppo_double.task import PREFIXES  # noqa: E402
+
+ROOT = pipeline.ROOT
+STUDY_KEYS = {"description", "stages", "seeds", "variants", "defaults", "measure", "readme"}
+VARIANT_KEYS = {"algorithm", "threads", *pipeline.STAGES}
+# Every target of a run, on the held-out test numbers (issue 22): greedy and sampled exact match per prefix, the
+# sampled correct-double share no lower than the SFT's (the eval stage samples both on the same prompts), the greedy
+# correct share on the validation numbers never below FLOOR_CORRECT while the RL stage trains, and the reward
+# classifier catching INVALID_CAUGHT of invalid answers.
+TARGET_GREEDY, TARGET_SAMPLED, FLOOR_CORRECT, INVALID_CAUGHT = 0.995, 0.98, 0.97, 0.99
+ONSET = 0.9  # the prefixes have separated once every prefix's greedy exact match is at least this
+VERSIONS = ("torch", "transformers", "trl", "accelerate", "peft", "datasets")
+
+
+class StudyError(ValueError):
+    """A study file that cannot run: one line naming the problem."""
+
+
+def load_study(path: Path) -> dict:
+    """The study in `path`, checked: known keys, known stages, a list of int seeds, variants with known keys."""
+    path = Path(path)
+    try:
+        study = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as error:
+        raise StudyError(f"{path}: cannot read the study: {error}") from None
+    if not isinstance(study, dict) or not isinstance(study.get("variants"), dict) or not study["variants"]:
+        raise StudyError(f"{path}: a study is a mapping with a non-empty `variants:` mapping")
+    if unknown := set(study) - STUDY_KEYS:
+        raise StudyError(f"{path}: unknown key(s) {sorted(unknown)}; a study has {sorted(STUDY_KEYS)}")
+    stages = study.setdefault("stages", list(pipeline.STAGES))
+    if not isinstance(stages, list) or set(stages) - set(pipeline.STAGES) or not stages:
+        raise StudyError(f"{path}: stages must be a list of {list(pipeline.STAGES)}, got {stages!r}")
+    seeds = study.get("seeds")
+    if not isinstance(seeds, list) or not seeds or not all(type(s) is int for s in seeds):
+        raise StudyError(f"{path}: seeds must be a non-empty list of integers, got {seeds!r}")
+    for name, variant in {"defaults": study.get("defaults") or {}, **study["variants"]}.items():
+        if not isinstance(variant or {}, dict) or set(variant or {}) - VARIANT_KEYS:
+            raise StudyError(f"{path}: variant {name!r} has unknown key(s); a variant sets {sorted(VARIANT_KEYS)}")
+        if (variant or {}).get("algorithm", "ppo") not in pipeline.ALGORITHMS:
+            raise StudyError(f"{path}: variant {name!r}: algorithm must be one of {list(pipeline.ALGORITHMS)}")
+    study["name"] = path.stem
+    return study
+
+
+def settings(study: dict, variant: str) -> dict:
+    """A variant's settings: its algorithm, torch threads (None: the runner's) and each stage's extra arguments (the
+    study's defaults, then its own)."""
+    merged = {**(study.get("defaults") or {}), **(study["variants"][variant] or {})}
+    out = {"algorithm": merged.get("algorithm", "ppo"), "threads": merged.get("threads")}
+    for stage in pipeline.STAGES:
+        out[stage] = list(NO_FLOORS.get(stage, [])) if study.get("measure") else []
+        out[stage] += shlex.split(str((study.get("defaults") or {}).get(stage, "")))
+        if stage in (study["variants"][variant] or {}):
+            out[stage] += shlex.split(str(study["variants"][variant][stage]))
+    return out
+
+
+def recipe_text(stage: str, algorithm: str) -> str:
+    """The YAML defaults a stage reads: a changed default gives its outputs a new cache folder."""
+    name = {"rl": algorithm, "eval": None}.get(stage, stage)
+    path = ROOT / "recipes" / "configs" / f"{name}.yaml"
+    return path.read_text(encoding="utf-8") if name and path.is_file() else ""
+
+
+def stage_folders(work: Path, seed: int, given: dict) -> dict[str, Path]:
+    """Each stage's cache folder: named by a hash of what it depends on (its own settings and every earlier stage's)."""
+    upstream = {"sft": ["sft"], "reward": ["reward"], "rl": ["sft", "reward", "rl"], "eval": list(pipeline.STAGES)}
+    paths = {}
+    for stage, needs in upstream.items():
+        parts = [seed, given["algorithm"] if stage in ("rl", "eval") else None, given["threads"]]
+        parts += [(given[s], recipe_text(s, given["algorithm"])) for s in needs]
+        digest = hashlib.sha1(json.dumps(parts).encode()).hexdigest()[:10]
+        name = f"{stage if stage != 'rl' else given['algorithm']}-seed{seed}-{digest}"
+        paths[stage] = work / (f"{name}.json" if stage == "eval" else name)
+    return paths
+
+
+def complete(stage: str, path: Path) -> bool:
+    return path.is_file() if stage == "eval" else (path / "eval_results.json").is_file()
+
+
+# --- what a run reached ---------------------------------------------------------------------------------------------
+
+
+def read_json(path: Path):
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def stop_rule() -> dict:
+    """PPO's stop rule, from its YAML: the target that completions are counted to, for every algorithm."""
+    config = yaml.safe_load((ROOT / "recipes" / "configs" / "ppo.yaml").read_text(encoding="utf-8"))
+    return {k: config[k] for k in config if k.startswith("target_")}
+
+
+def completions_to_target(history: list[dict], rule: dict) -> dict | None:
+    """The first judgement at which the stop rule had held `target_patience` times in a row (history[0]: the start)."""
+    streak = 0
+    for entry in history[1:]:
+        held = holds_target(
+            entry,
+            history[0],
+            rule["target_exact_match"],
+            rule["target_sampled_exact_match"],
+            rule["target_keep_correct"],
+            rule["target_correct_margin"],
+        )
+        streak = streak + 1 if held else 0
+        if streak == rule["target_patience"]:
+            return entry
+    return None
+
+
+def mean_over_prefixes(results: dict, mode: str, name: str) -> float:
+    return statistics.fmean(results[mode][p][name] for p in PREFIXES)
+
+
+def metrics(paths: dict[str, Path], stages: list[str]) -> tuple[dict, list[dict], list[dict]]:
+    """(metrics, the judge's history, the rollouts' reward and judged exact match per update) of one run."""
+    found: dict = {}
+    if "reward" in stages:
+        reward = read_json(paths["reward"] / "eval_results.json")
+        found["reward_invalid"] = reward.get("accuracy/invalid")
+        found["reward_accuracy"] = {k.removeprefix("accuracy/"): v for k, v in reward.items() if k.startswith("acc")}
+    history, rollouts = [], []
+    if "rl" in stages:
+        results = read_json(paths["rl"] / "eval_results.json")
+        keys = ("exact_match", "sampled_exact_match", "correct", "sampled_correct")
+        history = [
+            {"episode": h["episode"], "seconds": h["seconds"], **{k: h[f"eval/{k}"] for k in keys}}
+            | {f"{k}/{p}": h[f"eval/{k}/{p}"] for k in ("exact_match", "sampled_exact_match") for p in PREFIXES}
+            for h in results["judged_during_training"]
+        ]
+        log = read_json(paths["rl"] / "trainer_state.json")["log_history"]
+        rollouts = [
+            {"episode": e["episode"], "reward": e.get("objective/scores", e.get("reward")), "judged": e[judged]}
+            for e in log
+            if "episode" in e and (judged := "judge/rollout_exact_match") in e
+        ]
+        target = completions_to_target(results["judged_during_training"], stop_rule())
+        last = history[-1]
+        found |= {
+            "greedy_exact_match": {p: results["greedy"][p]["exact_match"] for p in PREFIXES},
+            "sampled_exact_match": {p: results["sampled"][p]["exact_match"] for p in PREFIXES},
+            "min_greedy_correct": min(h["correct"] for h in history),
+            "onset": next(
+                (h["episode"] for h in history if min(h[f"exact_match/{p}"] for p in PREFIXES) >= ONSET), None
+            ),
+            "completions": last["episode"],
+            "completions_per_s": last["episode"] / last["seconds"] if last["seconds"] else None,
+            "completions_to_target": target and target["episode"],
+            "seconds_to_target": target and target["seconds"],
+            "sampled_correct": mean_over_prefixes(results, "sampled", "correct"),
+        }
+        if rollouts:
+            window = rollouts[-8:]  # the last 8 logged updates: what the reward pays at the end, and the judge
+            found["final_reward"] = statistics.fmean(r["reward"] for r in window)
+            found["final_judged"] = statistics.fmean(r["judged"] for r in window)
+    if "eval" in stages:
+        baseline, model = read_json(paths["eval"]).values()  # recipes/evaluate.py writes the baseline first
+        found["sft_sampled_correct"] = mean_over_prefixes(baseline, "sampled", "correct")
+        found["sampled_correct"] = mean_over_prefixes(model, "sampled", "correct")
+    if "rl" in stages and "eval" in stages:
+        found["target_met"] = (
+            min(found["greedy_exact_match"].values()) >= TARGET_GREEDY
+            and min(found["sampled_exact_match"].values()) >= TARGET_SAMPLED
+            and found["sampled_correct"] >= found["sft_sampled_correct"]
+            and found["min_greedy_correct"] >= FLOOR_CORRECT
+            and found.get("reward_invalid", 1.0) >= INVALID_CAUGHT
+        )
+    return found, history, rollouts
+
+
+# --- running --------------------------------------------------------------------------------------------------------
+
+
+def environment() -> dict:
+    """What a record was measured with: the commit (+dirty: uncommitted changes), library versions, the machine."""
+
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "")
+    dirty = git("status", "--porcelain", "--", "ppo_double", "recipes")
+    return {
+        "git_commit": git("rev-parse", "HEAD") + ("+dirty" if dirty else ""),
+        "versions": {name: version(name) for name in VERSIONS},
+        "machine": {"cpu_count": os.cpu_count(), "cpu": cpu, "platform": platform.platform()},
+        "date": datetime.date.today().isoformat(),
+    }
+
+
+class Runner:
+    def __init__(self, study: dict, store: Store, work: Path, jobs: int, speed: dict[str, float]):
+        self.study, self.store, self.work, self.jobs = study, store, work, jobs
+        self.base = {**environment(), "jobs": jobs}
+        self.base |= {"plain_loop_s_per_100": speed["plain"], "recipe_sft_s_per_100": speed["recipe"]}
+        self.threads = None if jobs == 1 else max(1, len(os.sched_getaffinity(0)) // jobs)
+        self.locks: dict[Path, threading.Lock] = {}
+        self.guard = threading.Lock()
+
+    def lock(self, path: Path) -> threading.Lock:
+        with self.guard:
+            return self.locks.setdefault(path, threading.Lock())
+
+    def run(self, variant: str, seed: int) -> dict:
+        """One run: the stages not already cached (a stage two runs share waits for the first to finish it)."""
+        given = settings(self.study, variant)
+        paths = stage_folders(self.work, seed, given)
+        commands = pipeline.stage_commands(paths, seed, given["algorithm"], given)
+        todo = [s for s in pipeline.STAGES if s in self.study["stages"]]
+        logs = {s: Path(f"{paths[s]}.log") for s in todo}
+        stages: dict[str, dict] = {}
+        # SFT and reward first (several runs of a seed share them: a second one waits for the first to finish them,
+        # then finds them cached), then the run's own stages
+        shared = [s for s in todo if s in pipeline.SIDE_BY_SIDE]
+        for group in (shared, [s for s in todo if s not in shared]):
+            locks = [self.lock(paths[s]) for s in group]
+            for held in locks:
+                held.acquire()
+            try:
+                cached = tuple(s for s in group if complete(s, paths[s]))
+                stages |= {s: {"cached": True} for s in cached}
+                ran = pipeline.run(
+                    {s: commands[s] for s in group}, logs, given["threads"] or self.threads, skip=cached, say=self.say
+                )
+            finally:
+                for held in locks:
+                    held.release()
+            stages |= {s: {**result, "cached": False} for s, result in ran.items()}
+            if any(result["returncode"] for result in ran.values()):
+                break
+        failed = next((s for s in todo if s not in stages or stages[s].get("returncode", 0) != 0), None)
+        record = {"key": key(self.study["name"], variant, seed, given), "study": self.study["name"]}
+        record |= {"variant": variant, "seed": seed, "settings": given, "stages": stages, "failed_stage": failed}
+        record |= {**self.base, "metrics": {}, "history": [], "rollouts": []}
+        if failed is None:
+            found, record["history"], record["rollouts"] = metrics(paths, todo)
+            record["metrics"] = found | timing(stages, found, self.base["plain_loop_s_per_100"])
+        self.store.append(record)
+        self.say(f"{variant} seed {seed}: {render.outcome(record)}")
+        return record
+
+    def say(self, line: str) -> None:
+        print(line, flush=True)
+
+
+def timing(stages: dict, found: dict, plain: float | None) -> dict:
+    """Wall seconds of the pipeline (None when a stage came from the cache) and to the target, and both in plain-loop
+    units (seconds / the plain loop's seconds per 100 SFT steps, measured in the same invocation)."""
+    walls = {s: r["wall_s"] for s, r in stages.items() if not r["cached"]}
+    total = pipeline.pipeline_seconds(walls) if len(walls) == len(stages) else None
+    out = {"total_s": total, "total_units": None, "units_to_target": None}
+    if plain:
+        out["total_units"] = total and total / plain
+        out["units_to_target"] = found.get("seconds_to_target") and found["seconds_to_target"] / plain
+    return out
+
+
+# --- main -----------------------------------------------------------------------------------------------------------
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("study", type=Path, help="a study file, e.g. bench/studies/pipeline.yaml")
+    parser.add_argument("--seeds", nargs="+", type=int, help="these seeds instead of the study's")
+    parser.add_argument("--variants", nargs="+", help="only these variants of the study")
+    parser.add_argument("--jobs", type=int, default=1, help="runs at once, each with cores / jobs torch threads")
+    parser.add_argument("--work_dir", type=Path, default=Path("outputs/studies"), help="the stages' cached outputs")
+    parser.add_argument("--store", type=Path, help="the store file (default: bench/results/<study>.jsonl)")
+    parser.add_argument("--report-only", action="store_true", help="run nothing: the tables from the store")
+    parser.add_argument("--readme", type=Path, help="also write the tables between the study's markers of this file")
+    parser.add_argument("--figure", type=Path, help="also write the study's picture here (e.g. docs/<study>.png)")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        study = load_study(args.study)
+        if unknown := set(args.variants or []) - set(study["variants"]):
+            raise StudyError(f"{args.study}: no variant {sorted(unknown)}; it has {sorted(study['variants'])}")
+        if args.jobs < 1:
+            raise StudyError(f"--jobs must be 1 or more, got {args.jobs}")
+        if args.readme:
+            render.check_markers(args.readme, study)
+    except ValueError as error:  # a StudyError, or the README without the study's markers
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    store = Store(args.store or RESULTS / f"{study['name']}.jsonl")
+    seeds = args.seeds or study["seeds"]
+    variants = args.variants or list(study["variants"])
+    plan = [(v, s) for v in variants for s in seeds]
+    stored = store.keys()
+    todo = [(v, s) for v, s in plan if key(study["name"], v, s, settings(study, v)) not in stored]
+    print(f"{study['name']}: {len(plan)} runs, {len(plan) - len(todo)} in {store.path}, {len(todo)} to run", flush=True)
+    if todo and not args.report_only:
+        from speed import seconds_per_100_steps  # torch: imported only when something runs
+
+        speed = seconds_per_100_steps()
+        print(f"plain PyTorch loop {speed['plain']:.2f} s, recipes/sft.py {speed['recipe']:.2f} s per 100 SFT steps")
+        work = args.work_dir.resolve()
+        work.mkdir(parents=True, exist_ok=True)
+        runner = Runner(study, store, work, args.jobs, speed)
+        with ThreadPoolExecutor(args.jobs) as pool:
+            list(pool.map(lambda job: runner.run(*job), todo))
+    current = {key(study["name"], v, s, settings(study, v)) for v, s in plan}
+    records = [r for r in store.records() if r["key"] in current]
+    if not records:
+        print(f"error: no records of {args.study} in {store.path}: run it first", file=sys.stderr)
+        return 1
+    document = render.report(study, records, figure=args.figure)
+    print(document)
+    if args.readme:
+        render.write_markers(args.readme, study, document)
+        print(f"wrote the tables into {args.readme}")
+    return 1 if any(r["failed_stage"] for r in records) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""Statistics over seeds, from the field's libraries: rliable (IQM with stratified-bootstrap 95 % intervals,
+probability of improvement), scipy (Wilson intervals for success rates, t intervals for paired changes), pandas
+for the per-variant table. Every function takes plain numbers, so that tests can check them on synthetic stores.
+"""
+
+import warnings
+
+import numpy as np
+import pandas as pd
+from rliable import library as rly
+from rliable import metrics
+from scipy import stats
+
+REPS = 5000  # bootstrap resamples: intervals stable to ~0.5 % of their width
+SEED = 0  # the bootstrap's random state: a table regenerates identically from the same store
+
+
+def estimate(scores: dict, func, reps: int = REPS) -> tuple[dict, dict]:
+    """rliable's point estimates and stratified-bootstrap 95 % intervals, with a fixed random state."""
+    with warnings.catch_warnings():
+        # rliable 1.2 hands arch its random_state the way arch 7 deprecates; nothing a user can change
+        warnings.filterwarnings("ignore", message="random_state is deprecated", category=FutureWarning)
+        return rly.get_interval_estimates(scores, func, reps=reps, random_state=np.random.RandomState(SEED))
+
+
+def wilson(successes: int, n: int) -> tuple[float, float]:
+    """95 % Wilson score interval of a success rate (scipy's binomtest)."""
+    interval = stats.binomtest(successes, n).proportion_ci(confidence_level=0.95, method="wilson")
+    return interval.low, interval.high
+
+
+def iqm(values) -> tuple[float, float, float]:
+    """Interquartile mean over runs, with rliable's stratified-bootstrap 95 % interval: (IQM, low, high)."""
+    scores = np.asarray(values, dtype=float).reshape(-1, 1)
+    point, interval = estimate({"x": scores}, lambda s: np.array([metrics.aggregate_iqm(s)]))
+    return float(point["x"][0]), float(interval["x"][0, 0]), float(interval["x"][1, 0])
+
+
+def iqm_curves(matrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per column of `matrix` (runs x points, e.g. a judged share at each completion count): IQM and its 95 %
+    interval, as rliable's sample-efficiency curves compute them."""
+    scores = np.asarray(matrix, dtype=float)
+    by_column = lambda s: np.array([metrics.aggregate_iqm(s[:, j]) for j in range(s.shape[1])])  # noqa: E731
+    point, interval = estimate({"x": scores}, by_column, reps=REPS // 10)
+    return point["x"], interval["x"][0], interval["x"][1]
+
+
+def paired_change(after, before) -> tuple[float, float, float]:
+    """Mean of the per-seed differences after - before, with its 95 % t interval (NaN bounds for one seed)."""
+    differences = np.asarray(after, dtype=float) - np.asarray(before, dtype=float)
+    if len(differences) < 2:
+        return float(differences.mean()), float("nan"), float("nan")
+    if np.ptp(differences) == 0:  # no spread: the t interval is the point (scipy would warn and return NaN)
+        return (float(differences[0]),) * 3
+    interval = stats.ttest_1samp(differences, 0.0).confidence_interval(0.95)
+    return float(differences.mean()), float(interval.low), float(interval.high)
+
+
+def fewer_is_better(x, y) -> tuple[float, float, float]:
+    """P(a run of X needs fewer than a run of Y), ties counting a half: rliable's probability of improvement on the
+    negated numbers, with its stratified-bootstrap 95 % interval."""
+    pair = (-np.asarray(x, dtype=float).reshape(-1, 1), -np.asarray(y, dtype=float).reshape(-1, 1))
+    point, interval = estimate({"xy": pair}, metrics.probability_of_improvement)
+    return float(point["xy"]), float(interval["xy"][0, 0]), float(interval["xy"][1, 0])
+
+
+def summary(records: list[dict]) -> pd.DataFrame:
+    """One row per variant (in the records' order): runs, failures, success rate with its Wilson interval, IQM and
+    interval of completions, seconds and plain-loop units to the target, of the pipeline's total wall time, and the
+    paired sampled-correct change against the SFT."""
+    rows = []
+    for variant, runs in pd.DataFrame(records).groupby("variant", sort=False):
+        done = [m for m, failed in zip(runs["metrics"], runs["failed_stage"]) if failed is None]
+        met = sum(bool(m.get("target_met")) for m in done)
+        row = {"variant": variant, "runs": len(runs), "failed": len(runs) - len(done), "met": met}
+        row["met_low"], row["met_high"] = wilson(met, len(runs))
+        for name in ("completions_to_target", "seconds_to_target", "units_to_target", "total_s", "total_units"):
+            values = [m[name] for m in done if m.get(name) is not None]
+            row[name] = iqm(values) if values else None
+            row[f"{name}_n"] = len(values)
+        pairs = [(m["sampled_correct"], m["sft_sampled_correct"]) for m in done if m.get("sft_sampled_correct")]
+        row["correct_change"] = paired_change(*zip(*pairs)) if pairs else None
+        lowest = [m["min_greedy_correct"] for m in done if m.get("min_greedy_correct") is not None]
+        row["min_greedy_correct"] = min(lowest, default=None)
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("variant")

@@ -1,0 +1,42 @@
+"""The result store: one JSON line per finished run, in `bench/results/<study>.jsonl`, committed with the repo.
+
+A record is keyed by its study, variant, seed and the variant's settings (`key`): a rerun of a study skips every
+key already stored, so a study grows by seeds over time, and a changed variant runs again under its new key (the old
+records stay, and the statistics read only the study's current keys). Appends are whole lines under an exclusive
+lock, so that several runs of one invocation (`--jobs N`) can finish at once.
+"""
+
+import fcntl
+import hashlib
+import json
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+
+
+def key(study: str, variant: str, seed: int, settings: dict) -> str:
+    digest = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
+    return f"{study}/{variant}/{seed}/{digest}"
+
+
+class Store:
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    def records(self) -> list[dict]:
+        if not self.path.is_file():
+            return []
+        lines = self.path.read_text(encoding="utf-8").splitlines()
+        return [json.loads(line) for line in lines if line.strip()]
+
+    def keys(self) -> set[str]:
+        return {record["key"] for record in self.records()}
+
+    def append(self, record: dict) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        line = json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n"
+        with open(self.path, "a", encoding="utf-8") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            f.write(line)
+            f.flush()

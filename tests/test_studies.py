@@ -1,0 +1,192 @@
+"""bench/: a study file is checked before anything runs, the store round-trips and skips finished runs, the statistics
+give known numbers, and a tiny study runs end to end through the pipeline runner, then skips what it stored."""
+
+import json
+import math
+import sys
+
+import pytest
+import yaml
+from test_ppo import TINY_PPO
+
+from conftest import ROOT, TINY_REWARD, TINY_SFT
+from ppo_double.task import PREFIXES
+
+sys.path.insert(0, str(ROOT / "bench"))
+import render  # noqa: E402
+import run  # noqa: E402
+import stats  # noqa: E402
+from store import Store, key  # noqa: E402
+
+GOOD = {"seeds": [42, 43], "variants": {"a": {}, "b": {"algorithm": "grpo", "rl": "--beta 0"}}}
+
+
+def study_file(tmp_path, study: dict, name: str = "s"):
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(study, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"stages": ["sft", "dpo"]}, "stages must be a list of"),
+        ({"variants": {"a": {"ppo": "--kl_coef 0.1"}}}, "variant 'a' has unknown key(s)"),
+        ({"variants": {"a": {"algorithm": "dpo"}}}, "algorithm must be one of"),
+        ({"seeds": "42 43"}, "seeds must be a non-empty list of integers"),
+        ({"seeds": [42, 4.5]}, "seeds must be a non-empty list of integers"),
+        ({"seeds": []}, "seeds must be a non-empty list of integers"),
+        ({"variant": {}}, "unknown key(s) ['variant']"),
+        ({"variants": {}}, "a non-empty `variants:` mapping"),
+    ],
+)
+def test_a_bad_study_is_refused_in_one_line_before_anything_runs(tmp_path, capsys, change, message):
+    path = study_file(tmp_path, {**GOOD, **change})
+    with pytest.raises(run.StudyError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
+        run.load_study(path)
+    assert run.main([str(path), "--store", str(tmp_path / "store.jsonl")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and message in err
+    assert not (tmp_path / "store.jsonl").exists()
+
+
+def test_an_unknown_variant_on_the_command_line_is_refused(tmp_path, capsys):
+    assert run.main([str(study_file(tmp_path, GOOD)), "--variants", "c"]) == 2
+    assert "no variant ['c']" in capsys.readouterr().err
+
+
+def test_the_committed_studies_load():
+    studies = sorted((ROOT / "bench" / "studies").glob("*.yaml"))
+    assert {p.stem for p in studies} >= {"pipeline", "algorithms", "reward_hacking", "ppo_settings", "rl_settings"}
+    for path in studies:
+        study = run.load_study(path)
+        for variant in study["variants"]:
+            run.settings(study, variant)
+
+
+def test_settings_put_the_defaults_first_and_the_floors_off_when_measuring(tmp_path):
+    study = run.load_study(study_file(tmp_path, {**GOOD, "measure": True, "defaults": {"rl": "--kl_coef 0.2"}}))
+    given = run.settings(study, "b")
+    assert run.settings(study, "b") == given  # no call changes the next
+    assert given["algorithm"] == "grpo"
+    assert given["rl"][-4:] == ["--kl_coef", "0.2", "--beta", "0"]
+    assert "--min_exact_match" in given["rl"] and "--min_sampled_correct" in given["sft"]
+
+
+def test_stage_folders_share_upstream_stages_only(tmp_path):
+    study = run.load_study(study_file(tmp_path, GOOD))
+    a, b = (run.stage_folders(tmp_path, 42, run.settings(study, v)) for v in ("a", "b"))
+    assert a["sft"] == b["sft"] and a["reward"] == b["reward"]
+    assert a["rl"] != b["rl"] and a["eval"] != b["eval"]
+    assert run.stage_folders(tmp_path, 43, run.settings(study, "a"))["sft"] != a["sft"]
+
+
+def test_the_store_round_trips_and_keys_follow_the_settings(tmp_path):
+    store = Store(tmp_path / "results" / "s.jsonl")
+    assert store.records() == [] and store.keys() == set()
+    records = [{"key": key("s", "a", seed, {"rl": ["--x"]}), "metrics": {"v": seed, "名": "数字"}} for seed in (1, 2)]
+    for record in records:
+        store.append(record)
+    assert store.records() == records
+    assert key("s", "a", 1, {"rl": ["--x"]}) in store.keys()
+    assert key("s", "a", 1, {"rl": ["--y"]}) not in store.keys()
+
+
+def test_wilson_interval_and_iqm_give_known_numbers():
+    low, high = stats.wilson(4, 5)
+    assert (round(low, 4), round(high, 4)) == (0.3755, 0.9638)
+    assert stats.wilson(10, 10)[1] == pytest.approx(1.0)
+    point, low, high = stats.iqm([1, 2, 3, 4, 100, 5, 6, 7])  # the 25 % trimmed mean: 3, 4, 5, 6
+    assert point == pytest.approx(4.5) and low <= point <= high and high < 100
+    assert stats.iqm([7, 7, 7, 7]) == pytest.approx((7, 7, 7))
+
+
+def test_paired_change_and_probability_of_improvement():
+    mean, low, high = stats.paired_change([0.3, 0.5, 0.4], [0.1, 0.2, 0.3])
+    assert mean == pytest.approx(0.2) and low < 0.2 < high
+    assert stats.fewer_is_better([1, 2, 3], [10, 20, 30])[0] == pytest.approx(1.0)
+    assert stats.fewer_is_better([10, 20], [10, 20])[0] == pytest.approx(0.5)
+    assert stats.fewer_is_better([math.inf], [5])[0] == pytest.approx(0.0)
+
+
+def synthetic(variant: str, seed: int, met: bool, completions: int | None, change: float) -> dict:
+    history = [{"episode": e, "exact_match": e / 1024, "sampled_correct": 0.99} for e in (0, 512, 1024)]
+    metrics = {
+        "target_met": met,
+        "completions": 1024,
+        "completions_to_target": completions,
+        "seconds_to_target": completions and completions / 100,
+        "units_to_target": completions and completions / 400,
+        "total_s": 100.0 + seed,
+        "total_units": 25.0,
+        "sampled_correct": 0.99 + change + seed * 1e-5,
+        "sft_sampled_correct": 0.99,
+        "min_greedy_correct": 0.98,
+        "greedy_exact_match": dict.fromkeys(PREFIXES, 1.0),
+        "sampled_exact_match": dict.fromkeys(PREFIXES, 0.99),
+    }
+    return {
+        "variant": variant,
+        "seed": seed,
+        "failed_stage": None,
+        "metrics": metrics,
+        "history": history,
+        "stages": {"rl": {"cached": False, "wall_s": 10.0}},
+        "versions": {"torch": "x"},
+        "machine": {"cpu_count": 2, "cpu": "c"},
+        "jobs": 1,
+        "plain_loop_s_per_100": 4.0,
+        "recipe_sft_s_per_100": 4.4,
+        "git_commit": "0" * 40,
+        "date": "2026-11-30",
+    }
+
+
+def test_the_summary_of_a_synthetic_store(tmp_path):
+    records = [synthetic("a", s, met=s != 44, completions=1000 + s, change=0.002) for s in (42, 43, 44, 45, 46)]
+    records += [synthetic("b", s, met=True, completions=None, change=-0.001) for s in (42, 43)]
+    records.append({**synthetic("b", 44, True, 1, 0), "failed_stage": "rl", "metrics": {}})
+    frame = stats.summary(records)
+    assert list(frame.index) == ["a", "b"]
+    assert (frame.loc["a", "runs"], frame.loc["a", "met"], frame.loc["b", "failed"]) == (5, 4, 1)
+    assert frame.loc["a", "completions_to_target"][0] == pytest.approx(1044)
+    assert frame.loc["b", "completions_to_target"] is None
+    assert frame.loc["a", "correct_change"][0] == pytest.approx(0.002 + 44e-5)
+    document = render.report({"name": "s", "description": "d"}, records, figure=tmp_path / "s.png")
+    assert "4/5 [38–96 %]" in document and "failed: rl" in document
+    assert "| a | b | 1.00" in document  # every run of a reaches the target, no run of b does
+    assert (tmp_path / "s.png").stat().st_size > 0
+
+
+def test_the_report_goes_between_the_study_markers(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n<!-- s:start -->\nold\n<!-- s:end -->\nafter\n", encoding="utf-8")
+    render.write_markers(readme, {"name": "s"}, "new")
+    assert readme.read_text() == "intro\n<!-- s:start -->\n\nnew\n\n<!-- s:end -->\nafter\n"
+    with pytest.raises(ValueError, match="expected one line"):
+        render.check_markers(readme, {"name": "s", "readme": "other"})
+
+
+def test_a_tiny_study_runs_through_the_pipeline_then_skips_what_it_stored(tmp_path, monkeypatch, capsys):
+    """sft -> reward -> ppo -> eval with tiny settings, seed 7; then the same command runs nothing."""
+    import speed
+
+    monkeypatch.setattr(speed, "seconds_per_100_steps", lambda: {"plain": 4.0, "recipe": 4.4})
+    tiny = {
+        "sft": " ".join(TINY_SFT),
+        "reward": " ".join(TINY_REWARD),
+        "rl": " ".join(TINY_PPO),
+        "eval": "--samples 1 --prompts prefixed",
+    }
+    path = study_file(tmp_path, {"seeds": [7], "measure": True, "defaults": tiny, "variants": {"tiny": {}}})
+    args = [str(path), "--store", str(tmp_path / "store.jsonl"), "--work_dir", str(tmp_path / "work")]
+    assert run.main(args) == 0
+    (record,) = Store(tmp_path / "store.jsonl").records()
+    assert record["failed_stage"] is None and set(record["stages"]) == {"sft", "reward", "rl", "eval"}
+    assert record["metrics"]["completions"] == 64 and len(record["history"]) >= 2
+    assert record["versions"]["trl"].startswith("1.12") and len(record["git_commit"]) >= 40
+    assert record["metrics"]["total_units"] == pytest.approx(record["metrics"]["total_s"] / 4.0)
+    capsys.readouterr()
+    assert run.main([*args, "--seeds", "7"]) == 0
+    assert "1 runs, 1 in" in capsys.readouterr().out and len(Store(tmp_path / "store.jsonl").records()) == 1
+    json.dumps(record)  # the record is plain JSON
