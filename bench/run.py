@@ -84,8 +84,8 @@ def load_study(path: Path) -> dict:
 
 
 def settings(study: dict, variant: str) -> dict:
-    """A variant's settings: its algorithm, torch threads (None: the runner's) and each stage's extra arguments (the
-    study's defaults, then its own)."""
+    """A variant's settings: its algorithm, torch threads (None: the runner's), each stage's extra arguments (the
+    study's defaults, then its own) and a digest of the recipes' YAML defaults."""
     merged = {**(study.get("defaults") or {}), **(study["variants"][variant] or {})}
     out = {"algorithm": merged.get("algorithm", "ppo"), "threads": merged.get("threads")}
     for stage in pipeline.STAGES:
@@ -93,6 +93,9 @@ def settings(study: dict, variant: str) -> dict:
         out[stage] += shlex.split(str((study.get("defaults") or {}).get(stage, "")))
         if stage in (study["variants"][variant] or {}):
             out[stage] += shlex.split(str(study["variants"][variant][stage]))
+    # the recipes' YAML defaults too: a record measured on other defaults is another run (its key differs)
+    texts = [recipe_text(stage, out["algorithm"]) for stage in pipeline.STAGES]
+    out["recipe_defaults"] = hashlib.sha1("".join(texts).encode()).hexdigest()[:10]
     return out
 
 

@@ -73,6 +73,14 @@ def test_settings_put_the_defaults_first_and_the_floors_off_when_measuring(tmp_p
     assert "--min_exact_match" in given["rl"] and "--min_sampled_correct" in given["sft"]
 
 
+def test_a_changed_recipe_default_is_another_run(tmp_path, monkeypatch):
+    study = run.load_study(study_file(tmp_path, GOOD))
+    before = run.settings(study, "a")
+    real = run.recipe_text
+    monkeypatch.setattr(run, "recipe_text", lambda stage, algorithm: real(stage, algorithm) + "# changed\n")
+    assert key("s", "a", 42, run.settings(study, "a")) != key("s", "a", 42, before)
+
+
 def test_stage_folders_share_upstream_stages_only(tmp_path):
     study = run.load_study(study_file(tmp_path, GOOD))
     a, b = (run.stage_folders(tmp_path, 42, run.settings(study, v)) for v in ("a", "b"))
