@@ -5,7 +5,9 @@ reports wall times also in plain-loop units: seconds / the plain loop's seconds 
 invocation. Both loops train the same model on the same pre-tokenized data with the same batch; only the loop differs.
 """
 
+import contextlib
 import importlib.util
+import io
 import statistics
 import tempfile
 import time
@@ -53,25 +55,12 @@ def recipe(steps: int, batch: int) -> float:
     spec = importlib.util.spec_from_file_location("recipe_sft", ROOT / "recipes" / "sft.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    with tempfile.TemporaryDirectory() as out:
-        trainer = module.main(
-            [
-                "--max_steps",
-                str(steps),
-                "--per_device_train_batch_size",
-                str(batch),
-                "--output_dir",
-                str(Path(out) / "sft"),
-                "--save_strategy",
-                "no",
-                "--eval_after_training",
-                "false",
-                "--disable_tqdm",
-                "true",
-                "--logging_steps",
-                str(max(1, steps // 5)),
-            ]
-        )
+    args = ["--max_steps", str(steps), "--per_device_train_batch_size", str(batch), "--save_strategy", "no"]
+    args += ["--eval_after_training", "false", "--disable_tqdm", "true", "--logging_steps", str(max(1, steps // 5))]
+    # the recipe's own log lines are no part of the bench's console: a timing, not a training run to follow
+    quiet = io.StringIO()
+    with tempfile.TemporaryDirectory() as out, contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
+        trainer = module.main([*args, "--output_dir", str(Path(out) / "sft")])
     return next(e["train_runtime"] for e in reversed(trainer.state.log_history) if "train_runtime" in e)
 
 
