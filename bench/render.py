@@ -84,7 +84,10 @@ def run_rows(records: list[dict]) -> tuple[list[str], list[list[str]]]:
         if r["failed_stage"]:
             rows.append([r["variant"], str(r["seed"]), f"failed: {r['failed_stage']}", *[""] * (len(present) - 1)])
         else:
-            rows.append([r["variant"], str(r["seed"]), *(cell(r, r["metrics"]) for _, _, cell in present)])
+            m = r["metrics"]
+            rows.append(
+                [r["variant"], str(r["seed"]), *(cell(r, m) if k is None or k in m else DASH for _, k, cell in present)]
+            )
     return ["variant", "seed", *(name for name, _, _ in present)], rows
 
 

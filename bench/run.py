@@ -349,6 +349,7 @@ def main(argv=None) -> int:
             list(pool.map(lambda job: runner.run(*job), todo))
     current = {key(study["name"], v, s, settings(study, v)) for v, s in plan}
     records = [r for r in store.records() if r["key"] in current]
+    records.sort(key=lambda r: (list(study["variants"]).index(r["variant"]), r["seed"]))
     if not records:
         print(f"error: no records of {args.study} in {store.path}: run it first", file=sys.stderr)
         return 1
