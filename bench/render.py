@@ -215,26 +215,32 @@ def on_grid(histories: list[list[dict]], name: str) -> tuple[np.ndarray, np.ndar
 
 
 def curves(records: list[dict], path: Path) -> Path:
-    """Validation greedy exact match and sampled correct share against completions: per variant, the IQM over its
-    seeds with its 95 % band."""
+    """Validation greedy exact match and sampled correct share against completions and, for runs that log their
+    rollouts, what the reward paid them minus the judge's exact match of the same rollouts: per variant, the IQM over
+    its seeds with its 95 % band."""
     from matplotlib.figure import Figure  # no pyplot: no global state, no GUI backend
 
-    fig = Figure(figsize=(11, 4), layout="constrained")
-    axes = fig.subplots(1, 2)
-    by_variant = {}
-    for r in records:
-        if r["history"]:
-            by_variant.setdefault(r["variant"], []).append(r["history"])
-    for (variant, histories), color in zip(by_variant.items(), itertools.cycle(f"C{i}" for i in range(10))):
-        for ax, name in zip(axes, ("exact_match", "sampled_correct")):
-            grid, matrix = on_grid(histories, name)
+    panels = [("history", "exact_match", "greedy exact match (validation)")]
+    panels.append(("history", "sampled_correct", "sampled correct share (validation)"))
+    if any(r["rollouts"] for r in records):
+        panels.append(("rollouts", "gap", "reward − judged exact match (training rollouts)"))
+    fig = Figure(figsize=(5.5 * len(panels), 4), layout="constrained")
+    axes = fig.subplots(1, len(panels))
+    variants = list(dict.fromkeys(r["variant"] for r in records))
+    for variant, color in zip(variants, itertools.cycle(f"C{i}" for i in range(10))):
+        runs = [r for r in records if r["variant"] == variant]
+        for ax, (source, name, label) in zip(axes, panels):
+            series = [[{**e, "gap": e.get("reward", 0) - e.get("judged", 0)} for e in r[source]] for r in runs]
+            if not all(series):
+                continue
+            grid, matrix = on_grid(series, name)
             point, low, high = stats.iqm_curves(matrix)
-            ax.plot(grid, point, color=color, label=f"{variant} (IQM of {len(histories)})")
+            ax.plot(grid, point, color=color, label=f"{variant} (IQM of {len(series)})")
             ax.fill_between(grid, low, high, color=color, alpha=0.2)
-    axes[0].set(xlabel="completions", ylabel="greedy exact match (validation)", ylim=(0, 1.02))
-    axes[1].set(xlabel="completions", ylabel="sampled correct share (validation)")
+            ax.set(xlabel="completions", ylabel=label)
     for ax in axes:
         ax.grid(alpha=0.3)
+    axes[0].set(ylim=(0, 1.02))
     axes[0].legend(loc="lower right")
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
