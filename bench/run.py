@@ -8,11 +8,13 @@ record to the store (bench/results/<study>.jsonl), and the tables and pictures a
 
 A run is the pipeline (ppo_double/pipeline.py) with the variant's settings. Stage outputs are cached under
 `--work_dir` by what they depend on (seed, settings, the recipes' YAML), so variants that share a seed's SFT and
-reward train them once; a run whose key is in the store is skipped. A record holds the run's metrics (read from what
-the stages wrote, judged by the rule-based judge), the judge's history, wall times and peak RSS, the plain-loop speed
-measured at the start of the invocation, the git commit, the library versions and the machine. With `--jobs N`,
-every stage runs with cores / N torch threads, N runs at once; the results do not depend on it beyond the thread
-count's numerics, the wall times do (the records say so).
+reward train them once; a run whose key is in the store is skipped. A record holds the run's metrics (read from
+what the stages wrote, judged by the rule-based judge), the judge's history, wall times and peak RSS, the plain-loop
+speed measured at the start of the invocation, the git commit, the library versions and the machine. A run whose
+stage failed (e.g. below its floor: a study keeps the floors on unless it says `measure: true`) is stored as a miss;
+delete its line from the store to run it again. A run stopped by Ctrl-C or SIGTERM is not stored: the rerun resumes
+it. With `--jobs N`, every stage runs with cores / N torch threads, N runs at once; the results do not depend on it
+beyond the thread count's numerics, the wall times do (the records say so).
 """
 
 import argparse
@@ -264,15 +266,17 @@ class Runner:
             try:
                 cached = tuple(s for s in group if complete(s, paths[s]))
                 stages |= {s: {"cached": True} for s in cached}
-                ran = pipeline.run(
-                    {s: commands[s] for s in group}, logs, given["threads"] or self.threads, skip=cached, say=self.say
-                )
+                ran = pipeline.run({s: commands[s] for s in group}, logs, given["threads"] or self.threads, skip=cached)
             finally:
                 for held in locks:
                     held.release()
             stages |= {s: {**result, "cached": False} for s, result in ran.items()}
             if any(result["returncode"] for result in ran.values()):
                 break
+        codes = [result.get("returncode", 0) for result in stages.values()]
+        if any(code in (130, 143) or code < 0 for code in codes):  # Ctrl-C, SIGTERM, killed: no result to store
+            print(f"{variant} seed {seed}: interrupted, not stored (a rerun resumes its stage from its checkpoints)")
+            return None
         failed = next((s for s in todo if s not in stages or stages[s].get("returncode", 0) != 0), None)
         record = {"key": key(self.study["name"], variant, seed, given), "study": self.study["name"]}
         record |= {"variant": variant, "seed": seed, "settings": given, "stages": stages, "failed_stage": failed}
@@ -281,11 +285,8 @@ class Runner:
             found, record["history"], record["rollouts"] = metrics(paths, todo)
             record["metrics"] = found | timing(stages, found, self.base["plain_loop_s_per_100"])
         self.store.append(record)
-        self.say(f"{variant} seed {seed}: {render.outcome(record)}")
+        print(f"{variant} seed {seed}: {render.outcome(record)}", flush=True)
         return record
-
-    def say(self, line: str) -> None:
-        print(line, flush=True)
 
 
 def timing(stages: dict, found: dict, plain: float | None) -> dict:

@@ -139,6 +139,7 @@ def synthetic(variant: str, seed: int, met: bool, completions: int | None, chang
         "failed_stage": None,
         "metrics": metrics,
         "history": history,
+        "rollouts": [{"episode": e, "reward": 0.9, "judged": 0.9 - seed / 1e4} for e in (128, 256)],
         "stages": {"rl": {"cached": False, "wall_s": 10.0}},
         "versions": {"torch": "x"},
         "machine": {"cpu_count": 2, "cpu": "c"},
@@ -173,6 +174,20 @@ def test_the_report_goes_between_the_study_markers(tmp_path):
     assert readme.read_text() == "intro\n<!-- s:start -->\n\nnew\n\n<!-- s:end -->\nafter\n"
     with pytest.raises(ValueError, match="expected one line"):
         render.check_markers(readme, {"name": "s", "readme": "other"})
+
+
+@pytest.mark.parametrize("code, stored", [(3, True), (130, False), (143, False), (-9, False)])
+def test_a_failed_run_is_stored_as_a_miss_and_an_interrupted_one_not(tmp_path, monkeypatch, code, stored):
+    def fake(commands, logs, threads=None, skip=()):
+        return {stage: {"returncode": code if stage == "rl" else 0, "wall_s": 1.0} for stage in commands}
+
+    monkeypatch.setattr(run.pipeline, "run", fake)
+    study = run.load_study(study_file(tmp_path, GOOD))
+    store = Store(tmp_path / "store.jsonl")
+    runner = run.Runner(study, store, tmp_path, 1, {"plain": 4.0, "recipe": 4.4})
+    record = runner.run("a", 42)
+    assert (len(store.records()) == 1) is stored
+    assert record is None if not stored else record["failed_stage"] == "rl"
 
 
 def test_a_tiny_study_runs_through_the_pipeline_then_skips_what_it_stored(tmp_path, monkeypatch, capsys):
