@@ -46,13 +46,13 @@ eval: install  ## before/after table: SFT vs PPO on the held-out test numbers
 plots: install  ## PNG plots of the runs' logs -> outputs/plots/ (ARGS="--output_dir docs")
 	$(BIN)/ppo-double plots $(ARGS)
 
-bench: install  ## a study of bench/studies/ (default: pipeline.yaml, `make all` per seed) -> bench/results/ (ARGS="--jobs 2")
+bench: install  ## a study (STUDY=bench/studies/<name>.yaml; default pipeline.yaml: `make all` per seed) -> bench/results/
 	$(BIN)/python bench/run.py $(or $(STUDY),bench/studies/pipeline.yaml) $(ARGS)
 
 sweep: install  ## the PPO settings behind the defaults, one change each (bench/studies/ppo_settings.yaml)
 	$(BIN)/python bench/run.py bench/studies/ppo_settings.yaml $(ARGS)
 
-all: install  ## the whole pipeline: sft and reward side by side, ppo, eval, then the summary (ARGS="--seed 43")
+all: install  ## the whole pipeline: sft and reward side by side, ppo, eval, then the summary (ARGS="--seed 43 --output_dir outputs/seed43")
 	$(BIN)/python -m ppo_double.pipeline $(if $(ACCELERATE_CONFIG),--accelerate_config $(ACCELERATE_CONFIG)) $(ARGS)
 
 summary: install  ## what `make all` ran: wall time per stage, before -> after table, checkpoints, what to try next
