@@ -39,6 +39,11 @@ def interval(estimate, spec: str = ".0f", scale: float = 1.0) -> str:
 
 
 def table(header: list[str], rows: list[list[str]]) -> str:
+    """Markdown, without the columns no row has a number in (e.g. pipeline seconds where every stage was cached)."""
+    keep = [
+        i for i in range(len(header)) if i == 0 or any(row[i] not in ("", DASH, f"{DASH} ({DASH})") for row in rows)
+    ]
+    header, rows = [header[i] for i in keep], [[row[i] for i in keep] for row in rows]
     lines = [header, ["---"] * len(header), *rows]
     return "\n".join("| " + " | ".join(cells) + " |" for cells in lines)
 
