@@ -128,6 +128,7 @@ def summary_rows(records: list[dict]) -> tuple[list[str], list[list[str]]]:
         "pipeline s, IQM [95 % CI] (units)",
         "sampled correct change vs SFT, points, mean [95 % CI]",
         "lowest greedy correct in training",
+        "reward − judged exact of the last rollouts, IQM [95 % CI]",
     ]
     rows = []
     for variant, row in frame.iterrows():
@@ -145,6 +146,7 @@ def summary_rows(records: list[dict]) -> tuple[list[str], list[list[str]]]:
                 f"{interval(row['total_s'])} ({units('total_units')})",
                 interval(row["correct_change"], "+.2f", scale=100),
                 pct(row["min_greedy_correct"]),
+                interval(row["reward_gap"], "+.3f"),
             ]
         )
     return header, rows
@@ -157,6 +159,7 @@ def improvement_rows(records: list[dict]) -> list[list[str]]:
     needed = {}
     for r in done:
         needed.setdefault(r["variant"], []).append(r["metrics"]["completions_to_target"] or math.inf)
+    needed = {variant: runs for variant, runs in needed.items() if min(runs) < math.inf}  # some run reached it
     rows = []
     for x, y in itertools.permutations(needed, 2):
         rows.append([x, y, interval(stats.fewer_is_better(needed[x], needed[y]), ".2f")])

@@ -67,7 +67,8 @@ def fewer_is_better(x, y) -> tuple[float, float, float]:
 def summary(records: list[dict]) -> pd.DataFrame:
     """One row per variant (in the records' order): runs, failures, success rate with its Wilson interval, IQM and
     interval of completions, seconds and plain-loop units to the target, of the pipeline's total wall time, and the
-    paired sampled-correct change against the SFT."""
+    paired sampled-correct change against the SFT, and what the reward paid the last rollouts minus the judge's exact
+    match of them (reward hacking, where the gap is above 0)."""
     rows = []
     for variant, runs in pd.DataFrame(records).groupby("variant", sort=False):
         done = [m for m, failed in zip(runs["metrics"], runs["failed_stage"]) if failed is None]
@@ -80,6 +81,8 @@ def summary(records: list[dict]) -> pd.DataFrame:
             row[f"{name}_n"] = len(values)
         pairs = [(m["sampled_correct"], m["sft_sampled_correct"]) for m in done if m.get("sft_sampled_correct")]
         row["correct_change"] = paired_change(*zip(*pairs)) if pairs else None
+        gaps = [m["final_reward"] - m["final_judged"] for m in done if "final_reward" in m]
+        row["reward_gap"] = iqm(gaps) if gaps else None
         lowest = [m["min_greedy_correct"] for m in done if m.get("min_greedy_correct") is not None]
         row["min_greedy_correct"] = min(lowest, default=None)
         rows.append(row)
