@@ -153,17 +153,18 @@ def synthetic(variant: str, seed: int, met: bool, completions: int | None, chang
 
 def test_the_summary_of_a_synthetic_store(tmp_path):
     records = [synthetic("a", s, met=s != 44, completions=1000 + s, change=0.002) for s in (42, 43, 44, 45, 46)]
-    records += [synthetic("b", s, met=True, completions=None, change=-0.001) for s in (42, 43)]
+    records += [synthetic("b", s, met=True, completions=c, change=-0.001) for s, c in ((42, 5000), (43, None))]
     records.append({**synthetic("b", 44, True, 1, 0), "failed_stage": "rl", "metrics": {}})
     frame = stats.summary(records)
     assert list(frame.index) == ["a", "b"]
     assert (frame.loc["a", "runs"], frame.loc["a", "met"], frame.loc["b", "failed"]) == (5, 4, 1)
     assert frame.loc["a", "completions_to_target"][0] == pytest.approx(1044)
-    assert frame.loc["b", "completions_to_target"] is None
+    assert frame.loc["b", "completions_to_target"][0] == pytest.approx(5000)
+    assert frame.loc["b", "completions_to_target_n"] == 1
     assert frame.loc["a", "correct_change"][0] == pytest.approx(0.002 + 44e-5)
     document = render.report({"name": "s", "description": "d"}, records, figure=tmp_path / "s.png")
     assert "4/5 [38–96 %]" in document and "failed: rl" in document
-    assert "| a | b | 1.00" in document  # every run of a reaches the target, no run of b does
+    assert "| a | b | 1.00" in document  # every run of a reaches the target in fewer completions than any of b
     assert (tmp_path / "s.png").stat().st_size > 0
 
 
