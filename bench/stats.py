@@ -15,12 +15,13 @@ REPS = 5000  # bootstrap resamples: intervals stable to ~0.5 % of their width
 SEED = 0  # the bootstrap's random state: a table regenerates identically from the same store
 
 
-def estimate(scores: dict, func, reps: int = REPS) -> tuple[dict, dict]:
-    """rliable's point estimates and stratified-bootstrap 95 % intervals, with a fixed random state."""
+def estimate(scores: dict, func, reps: int | None = None) -> tuple[dict, dict]:
+    """rliable's point estimates and stratified-bootstrap 95 % intervals (REPS resamples unless `reps`), with a fixed
+    random state."""
     with warnings.catch_warnings():
         # rliable 1.2 hands arch its random_state the way arch 7 deprecates; nothing a user can change
         warnings.filterwarnings("ignore", message="random_state is deprecated", category=FutureWarning)
-        return rly.get_interval_estimates(scores, func, reps=reps, random_state=np.random.RandomState(SEED))
+        return rly.get_interval_estimates(scores, func, reps=reps or REPS, random_state=np.random.RandomState(SEED))
 
 
 def wilson(successes: int, n: int) -> tuple[float, float]:

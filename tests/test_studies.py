@@ -151,7 +151,8 @@ def synthetic(variant: str, seed: int, met: bool, completions: int | None, chang
     }
 
 
-def test_the_summary_of_a_synthetic_store(tmp_path):
+def test_the_summary_of_a_synthetic_store(tmp_path, monkeypatch):
+    monkeypatch.setattr(stats, "REPS", 500)  # the intervals' width is not under test here; the suite's time is
     records = [synthetic("a", s, met=s != 44, completions=1000 + s, change=0.002) for s in (42, 43, 44, 45, 46)]
     records += [synthetic("b", s, met=True, completions=c, change=-0.001) for s, c in ((42, 5000), (43, None))]
     records.append({**synthetic("b", 44, True, 1, 0), "failed_stage": "rl", "metrics": {}})
