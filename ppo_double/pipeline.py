@@ -11,6 +11,7 @@ check (ppo_double.checks) is never the next one's input.
 """
 
 import argparse
+import contextlib
 import os
 import subprocess
 import sys
@@ -66,8 +67,8 @@ def run_stage(command: list[str], log: Path | None = None, threads: int | None =
     python that `accelerate launch` starts)."""
     env = None if threads is None else {**os.environ, "OMP_NUM_THREADS": str(threads)}
     start = time.perf_counter()
-    with open(log, "w", encoding="utf-8") if log else open(os.devnull) as sink:
-        process = subprocess.Popen(command, cwd=ROOT, stdout=sink if log else None, stderr=subprocess.STDOUT, env=env)
+    with open(log, "w", encoding="utf-8") if log else contextlib.nullcontext() as sink:  # None: inherit the console
+        process = subprocess.Popen(command, cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT, env=env)
         _, status, usage = os.wait4(process.pid, 0)
     process.returncode = os.waitstatus_to_exitcode(status)  # reaped by wait4: tell Popen
     wall = time.perf_counter() - start
