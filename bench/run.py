@@ -45,7 +45,9 @@ from ppo_double.task import PREFIXES  # noqa: E402
 
 ROOT = pipeline.ROOT
 STUDY_KEYS = {"description", "stages", "seeds", "variants", "defaults", "measure", "readme"}
-VARIANT_KEYS = {"algorithm", "threads", *pipeline.STAGES}
+# a variant's settings (algorithm, threads, each stage's extra arguments), and two that are not settings: its own
+# seeds (instead of the study's) and `signature`, the logged metric its picture shows beside the judge's curves
+VARIANT_KEYS = {"algorithm", "threads", *pipeline.STAGES, "seeds", "signature"}
 # Every target of a run, on the held-out test numbers (issue 22): greedy and sampled exact match per prefix, the
 # sampled correct-double share no lower than the SFT's (the eval stage samples both on the same prompts), the greedy
 # correct share on the validation numbers never below FLOOR_CORRECT while the RL stage trains, and the reward
@@ -81,8 +83,15 @@ def load_study(path: Path) -> dict:
             raise StudyError(f"{path}: variant {name!r} has unknown key(s); a variant sets {sorted(VARIANT_KEYS)}")
         if (variant or {}).get("algorithm", "ppo") not in pipeline.ALGORITHMS:
             raise StudyError(f"{path}: variant {name!r}: algorithm must be one of {list(pipeline.ALGORITHMS)}")
+        own = (variant or {}).get("seeds", [0])
+        if not isinstance(own, list) or not own or not all(type(s) is int for s in own):
+            raise StudyError(f"{path}: variant {name!r}: seeds must be a non-empty list of integers, got {own!r}")
     study["name"] = path.stem
     return study
+
+
+def seeds_of(study: dict, variant: str) -> list[int]:
+    return (study["variants"][variant] or {}).get("seeds") or study["seeds"]
 
 
 def settings(study: dict, variant: str) -> dict:
@@ -160,14 +169,29 @@ def mean_over_prefixes(results: dict, mode: str, name: str) -> float:
     return statistics.fmean(results[mode][p][name] for p in PREFIXES)
 
 
-def metrics(paths: dict[str, Path], stages: list[str]) -> tuple[dict, list[dict], list[dict]]:
-    """(metrics, the judge's history, the rollouts' reward and judged exact match per update) of one run."""
+def logged(log: list[dict], history: list[dict]) -> list[dict]:
+    """Every number the RL trainer logged while training (not the judge's, kept in the history), 4 significant
+    digits, at `completions` (PPO logs its episode; GRPO and RLOO their step, converted by the judge's history)."""
+    per_step = next((h["episode"] / h["step"] for h in history if h.get("step")), None)
+    rows = []
+    for entry in log:
+        if "loss" not in entry and "objective/kl" not in entry:  # the summary line at the end; judge-only lines
+            continue
+        numbers = {k: float(f"{v:.4g}") for k, v in entry.items() if isinstance(v, (int, float)) and k[:5] != "eval/"}
+        done = entry.get("episode") or (per_step and round(entry["step"] * per_step))
+        rows.append({"completions": done, **numbers})
+    return rows
+
+
+def metrics(paths: dict[str, Path], stages: list[str]) -> tuple[dict, list[dict], list[dict], list[dict]]:
+    """(metrics, the judge's history, the rollouts' reward and judged exact match per update, everything the trainer
+    logged) of one run."""
     found: dict = {}
     if "reward" in stages:
         reward = read_json(paths["reward"] / "eval_results.json")
         found["reward_invalid"] = reward.get("accuracy/invalid")
         found["reward_accuracy"] = {k.removeprefix("accuracy/"): v for k, v in reward.items() if k.startswith("acc")}
-    history, rollouts = [], []
+    history, rollouts, trained = [], [], []
     if "rl" in stages:
         results = read_json(paths["rl"] / "eval_results.json")
         keys = ("exact_match", "sampled_exact_match", "correct", "sampled_correct")
@@ -182,6 +206,7 @@ def metrics(paths: dict[str, Path], stages: list[str]) -> tuple[dict, list[dict]
             for e in log
             if "episode" in e and (judged := "judge/rollout_exact_match") in e
         ]
+        trained = logged(log, results["judged_during_training"])
         target = completions_to_target(results["judged_during_training"], stop_rule())
         last = history[-1]
         found |= {
@@ -213,7 +238,7 @@ def metrics(paths: dict[str, Path], stages: list[str]) -> tuple[dict, list[dict]
             and found["min_greedy_correct"] >= FLOOR_CORRECT
             and found.get("reward_invalid", 1.0) >= INVALID_CAUGHT
         )
-    return found, history, rollouts
+    return found, history, rollouts, trained
 
 
 # --- running --------------------------------------------------------------------------------------------------------
@@ -280,9 +305,9 @@ class Runner:
         failed = next((s for s in todo if s not in stages or stages[s].get("returncode", 0) != 0), None)
         record = {"key": key(self.study["name"], variant, seed, given), "study": self.study["name"]}
         record |= {"variant": variant, "seed": seed, "settings": given, "stages": stages, "failed_stage": failed}
-        record |= {**self.base, "metrics": {}, "history": [], "rollouts": []}
+        record |= {**self.base, "metrics": {}, "history": [], "rollouts": [], "logged": []}
         if failed is None:
-            found, record["history"], record["rollouts"] = metrics(paths, todo)
+            found, record["history"], record["rollouts"], record["logged"] = metrics(paths, todo)
             record["metrics"] = found | timing(stages, found, self.base["plain_loop_s_per_100"])
         self.store.append(record)
         print(f"{variant} seed {seed}: {render.outcome(record)}", flush=True)
@@ -332,9 +357,8 @@ def main(argv=None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     store = Store(args.store or RESULTS / f"{study['name']}.jsonl")
-    seeds = args.seeds or study["seeds"]
     variants = args.variants or list(study["variants"])
-    plan = [(v, s) for v in variants for s in seeds]
+    plan = [(v, s) for v in variants for s in (args.seeds or seeds_of(study, v))]
     stored = store.keys()
     todo = [(v, s) for v, s in plan if key(study["name"], v, s, settings(study, v)) not in stored]
     print(f"{study['name']}: {len(plan)} runs, {len(plan) - len(todo)} in {store.path}, {len(todo)} to run", flush=True)

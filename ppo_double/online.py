@@ -33,7 +33,10 @@ class RLArguments:
 
     reward: RewardKind = field(
         default="classifier",
-        metadata={"help": "classifier: p(requested system) from reward_model_path; rule: the judge's exact match"},
+        metadata={
+            "help": "classifier: p(requested system) from reward_model_path; log_classifier: log p(requested system) "
+            "(an ablation: docs/implementation-details.md); rule: the judge's exact match"
+        },
     )
     scale_prefix_embeddings: bool = field(
         default=True,

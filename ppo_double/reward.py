@@ -13,9 +13,9 @@ A **scorer** is a callable `scorer(input_ids, attention_mask) -> FloatTensor[bat
 - `RuleScorer`: the rule-based judge's verdict (`ppo_double.task.judge`): 1 for an exact match (the right double, in
   the requested system, then `E`), else 0. It cannot be fooled; it is the ceiling a classifier is measured against.
 
-Why a probability and not a log-probability: measured outside the project, reward = p(requested) took PPO to 100 %
-greedy exact match, while reward = log p(requested) diverged (arithmetic fell to 39 %): log-probabilities are
-unbounded below, so a few very wrong samples dominate the advantages.
+Why a probability and not a log-probability (`--reward log_classifier`, log p(requested)): log-probabilities are
+unbounded below, so a few very wrong samples dominate the advantages; measured, in
+docs/implementation-details.md.
 
 `load_scorer(kind, path)` builds either; `RewardFunction(scorer, ...)` adapts it to the reward-function contract of
 GRPOTrainer and RLOOTrainer, and `NumeralReward(scorer)` to the reward model TRL 1.12's PPOTrainer calls,
@@ -43,7 +43,7 @@ from .modeling import CLASSIFIER_LABELS, load_tokenizer
 from .task import PREFIXES, SYSTEMS, UNPREFIXED, judge
 from .tokenizer import VOCAB
 
-RewardKind = Literal["classifier", "rule"]  # the recipes' --reward
+RewardKind = Literal["classifier", "log_classifier", "rule"]  # the recipes' --reward
 # The label sets a reward classifier may have: the tutorial's three systems, or this project's four classes.
 CLASSIFIER_LABEL_SETS = (SYSTEMS, CLASSIFIER_LABELS)
 
@@ -81,20 +81,21 @@ def classifier_labels(config) -> tuple[str, ...]:
 class ClassifierScorer(nn.Module):
     """p(requested system) from a 3-class (tutorial) or 4-class (this project) BERT classifier; see the module doc."""
 
-    def __init__(self, classifier: BertForSequenceClassification):
+    def __init__(self, classifier: BertForSequenceClassification, log: bool = False):
         super().__init__()
         labels = classifier_labels(classifier.config)
         self.classifier = classifier
+        self.log = log  # log p(requested) instead of p(requested): an ablation (docs/implementation-details.md)
         self.invalid = labels.index("invalid") if "invalid" in labels else None
         self.eval()  # a reward: dropout off, whichever trainer calls it
 
     @classmethod
-    def from_pretrained(cls, path: str) -> "ClassifierScorer":
+    def from_pretrained(cls, path: str, log: bool = False) -> "ClassifierScorer":
         """Rebuild from a `recipes/reward.py` output folder (safetensors weights, no pickled modules)."""
         check_checkpoint(path, "reward")
         config = AutoConfig.from_pretrained(path)
         classifier_labels(config)  # before the weights, whose head has one row per label
-        return cls(BertForSequenceClassification.from_pretrained(path, config=config, use_safetensors=True))
+        return cls(BertForSequenceClassification.from_pretrained(path, config=config, use_safetensors=True), log)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         requested = requested_labels(input_ids)
@@ -103,7 +104,8 @@ class ClassifierScorer(nn.Module):
         probs = self.classifier(input_ids=unprefixed, attention_mask=attention_mask).logits.softmax(-1)
         p_requested = probs.gather(1, requested.clamp(min=0)[:, None]).squeeze(1)
         any_system = torch.ones_like(p_requested) if self.invalid is None else 1 - probs[:, self.invalid]
-        return torch.where(requested >= 0, p_requested, any_system)
+        reward = torch.where(requested >= 0, p_requested, any_system)
+        return reward.clamp(min=torch.finfo(reward.dtype).tiny).log() if self.log else reward
 
 
 class RuleScorer(nn.Module):
@@ -132,8 +134,8 @@ class RuleScorer(nn.Module):
 
 def load_scorer(kind: str, path: str | None = None) -> nn.Module:
     """The scorer of reward `kind`: `classifier` (from the reward folder `path`) or `rule` (the judge; no folder)."""
-    if kind == "classifier":
-        return ClassifierScorer.from_pretrained(path)
+    if kind in ("classifier", "log_classifier"):
+        return ClassifierScorer.from_pretrained(path, log=kind == "log_classifier")
     if kind == "rule":
         return RuleScorer()
     raise UsageError(f"unknown reward {kind!r}: use one of {', '.join(get_args(RewardKind))}")
