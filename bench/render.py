@@ -179,7 +179,16 @@ def report(study: dict, records: list[dict], figure: Path | None = None) -> str:
         "during training, the reward catching ≥ 99 % of invalid answers.",
         table(header, rows),
     ]
-    pairs = improvement_rows(records)
+    ranked = detail_rows(study, records)
+    if ranked:
+        parts += [
+            "Each variant against its algorithm's defaults, ranked by how much the change costs: the probability "
+            "that a run on the defaults reaches the target in fewer completions than a run of the variant (a run "
+            "that never reaches it counts as needing more; rliable, 95 % CI). 0.5: no difference; above: the "
+            "detail helps; below: the change does.",
+            table(DETAIL_HEADER, ranked),
+        ]
+    pairs = improvement_rows(records) if not ranked else []
     if len(pairs) > 1:
         parts += [
             "Probability that a run of X reaches the target in fewer completions than a run of Y (rliable, 95 % CI):",
@@ -188,8 +197,13 @@ def report(study: dict, records: list[dict], figure: Path | None = None) -> str:
     header, rows = run_rows(records)
     parts += ["Each run:", table(header, rows), machine_line(records)]
     if figure and any(r["history"] for r in records):
-        parts.append(f"![{study['name']}: IQM over seeds with 95 % bands]({figure})")
-        curves(records, figure)
+        if ranked:  # one picture per variant, beside its baseline
+            folder = Path(figure).with_suffix("")
+            for variant, path in detail_figures(study, records, folder).items():
+                parts.append(f"![{variant} against {baseline_of(study)[variant]}]({folder.name}/{path.name})")
+        else:
+            parts.append(f"![{study['name']}: IQM over seeds with 95 % bands]({figure})")
+            curves(records, figure)
     return "\n\n".join(part for part in parts if part)
 
 
@@ -210,38 +224,47 @@ def machine_line(records: list[dict]) -> str:
 # --- the picture ----------------------------------------------------------------------------------------------------
 
 
-def on_grid(histories: list[list[dict]], name: str) -> tuple[np.ndarray, np.ndarray]:
-    """The judged `name` of each run at every completion count any of them was judged at, a run that stopped early
-    holding its last value (the policy it saved)."""
-    grid = np.array(sorted({h["episode"] for history in histories for h in history}))
+def on_grid(series: list[list[dict]], name: str, x: str = "episode") -> tuple[np.ndarray, np.ndarray]:
+    """`name` of each run at every completion count (`x`) any of them has it at, a run holding its last value after
+    it stopped early (the policy it saved) and its first before it first has it."""
+    series = [[e for e in run if e.get(name) is not None and e.get(x) is not None] for run in series]
+    grid = np.array(sorted({e[x] for run in series for e in run}))
     matrix = []
-    for history in histories:
-        episodes = np.array([h["episode"] for h in history])
-        values = np.array([h[name] for h in history])
-        matrix.append(values[np.clip(np.searchsorted(episodes, grid, side="right") - 1, 0, None)])
+    for run in series:
+        done = np.array([e[x] for e in run])
+        values = np.array([e[name] for e in run], dtype=float)
+        matrix.append(values[np.clip(np.searchsorted(done, grid, side="right") - 1, 0, None)])
     return grid, np.array(matrix)
 
 
-def curves(records: list[dict], path: Path) -> Path:
-    """Validation greedy exact match and sampled correct share against completions and, for runs that log their
-    rollouts, what the reward paid them minus the judge's exact match of the same rollouts: per variant, the IQM over
-    its seeds with its 95 % band."""
+# (records' field, the value's name in it, the axis label); `logged` rows count completions under "completions"
+JUDGED = [
+    ("history", "exact_match", "greedy exact match (validation)"),
+    ("history", "correct", "greedy correct share (validation)"),
+]
+
+
+def curves(records: list[dict], path: Path, panels: list[tuple[str, str, str]] | None = None) -> Path:
+    """Per panel, against completions, per variant: the IQM over its seeds with its 95 % band. Default panels:
+    validation greedy exact match and sampled correct share and, for runs that log their rollouts, what the reward
+    paid them minus the judge's exact match of the same rollouts."""
     from matplotlib.figure import Figure  # no pyplot: no global state, no GUI backend
 
-    panels = [("history", "exact_match", "greedy exact match (validation)")]
-    panels.append(("history", "sampled_correct", "sampled correct share (validation)"))
-    if any(r["rollouts"] for r in records):
-        panels.append(("rollouts", "gap", "reward − judged exact match (training rollouts)"))
+    if panels is None:
+        panels = [JUDGED[0], ("history", "sampled_correct", "sampled correct share (validation)")]
+        if any(r["rollouts"] for r in records):
+            panels.append(("rollouts", "gap", "reward − judged exact match (training rollouts)"))
     fig = Figure(figsize=(5.5 * len(panels), 4), layout="constrained")
     axes = fig.subplots(1, len(panels))
     variants = list(dict.fromkeys(r["variant"] for r in records))
     for variant, color in zip(variants, itertools.cycle(f"C{i}" for i in range(10))):
-        runs = [r for r in records if r["variant"] == variant]
+        runs = [r for r in records if r["variant"] == variant and not r["failed_stage"]]
         for ax, (source, name, label) in zip(axes, panels):
-            series = [[{**e, "gap": e.get("reward", 0) - e.get("judged", 0)} for e in r[source]] for r in runs]
-            if not all(series):
+            x = "completions" if source == "logged" else "episode"
+            series = [[{**e, "gap": e.get("reward", 0) - e.get("judged", 0)} for e in r.get(source, [])] for r in runs]
+            if not series or not all(any(e.get(name) is not None for e in run) for run in series):
                 continue
-            grid, matrix = on_grid(series, name)
+            grid, matrix = on_grid(series, name, x)
             point, low, high = stats.iqm_curves(matrix)
             ax.plot(grid, point, color=color, label=f"{variant} (IQM of {len(series)})")
             ax.fill_between(grid, low, high, color=color, alpha=0.2)
@@ -253,6 +276,74 @@ def curves(records: list[dict], path: Path) -> Path:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
     return Path(path)
+
+
+# --- details: each variant against its algorithm's defaults ----------------------------------------------------------
+
+
+def baseline_of(study: dict) -> dict[str, str]:
+    """Each variant's baseline: the study's `baselines` variant with the same algorithm (baselines themselves: none)."""
+    algorithm = {v: (spec or {}).get("algorithm", "ppo") for v, spec in study.get("variants", {}).items()}
+    bases = {algorithm[b]: b for b in study.get("baselines", [])}
+    return {v: bases[a] for v, a in algorithm.items() if a in bases and v not in bases.values()}
+
+
+def detail_rows(study: dict, records: list[dict]) -> list[list[str]]:
+    """Per variant against its baseline, ranked by P(a baseline run reaches the target in fewer completions than a
+    variant run; never reaching it counts as needing more than any run that did): first, the details whose change
+    costs the most."""
+    frame = stats.summary(records)
+    needed = {}
+    for r in records:
+        if not r["failed_stage"] and "completions" in r["metrics"]:
+            needed.setdefault(r["variant"], []).append(r["metrics"]["completions_to_target"] or math.inf)
+    rows = []
+    for variant, base in baseline_of(study).items():
+        if variant not in frame.index or base not in frame.index:
+            continue
+        row, ref = frame.loc[variant], frame.loc[base]
+        worse = stats.fewer_is_better(needed.get(base, [math.inf]), needed.get(variant, [math.inf]))
+        rows.append(
+            (
+                -worse[0],
+                [
+                    variant,
+                    base,
+                    interval(worse, ".2f"),
+                    f"{row['met']}/{row['runs']} [{100 * row['met_low']:.0f}–{100 * row['met_high']:.0f} %]"
+                    f" vs {ref['met']}/{ref['runs']}",
+                    f"{interval(row['completions_to_target'])} ({row['completions_to_target_n']}/{row['runs']})"
+                    f" vs {num(ref['completions_to_target'] and ref['completions_to_target'][0])}",
+                    f"{pct(row['min_greedy_correct'])} vs {pct(ref['min_greedy_correct'])}",
+                    interval(row["correct_change"], "+.2f", scale=100),
+                ],
+            )
+        )
+    return [cells for _, cells in sorted(rows, key=lambda pair: pair[0])]
+
+
+DETAIL_HEADER = [
+    "variant",
+    "against",
+    "P(the defaults need fewer completions) [95 % CI]",
+    "every target met [95 % Wilson] vs the defaults",
+    "completions to target, IQM [95 % CI] (runs reaching it) vs the defaults' IQM",
+    "lowest greedy correct in training vs the defaults",
+    "sampled correct change vs SFT, points [95 % CI]",
+]
+
+
+def detail_figures(study: dict, records: list[dict], folder: Path) -> dict[str, Path]:
+    """One picture per variant: its baseline's and its own judged curves beside its `signature` logged metric."""
+    figures = {}
+    for variant, base in baseline_of(study).items():
+        signature = (study["variants"][variant] or {}).get("signature")
+        runs = [r for r in records if r["variant"] in (base, variant)]
+        if not any(r["variant"] == variant for r in runs):
+            continue
+        panels = [*JUDGED, *([("logged", signature, signature)] if signature else [])]
+        figures[variant] = curves(runs, Path(folder) / f"{variant}.png", panels)
+    return figures
 
 
 # --- README blocks --------------------------------------------------------------------------------------------------

@@ -44,7 +44,7 @@ from ppo_double.checks import NO_FLOORS  # noqa: E402
 from ppo_double.task import PREFIXES  # noqa: E402
 
 ROOT = pipeline.ROOT
-STUDY_KEYS = {"description", "stages", "seeds", "variants", "defaults", "measure", "readme"}
+STUDY_KEYS = {"description", "stages", "seeds", "variants", "defaults", "measure", "readme", "baselines"}
 # a variant's settings (algorithm, threads, each stage's extra arguments), and two that are not settings: its own
 # seeds (instead of the study's) and `signature`, the logged metric its picture shows beside the judge's curves
 VARIANT_KEYS = {"algorithm", "threads", *pipeline.STAGES, "seeds", "signature"}
@@ -86,6 +86,10 @@ def load_study(path: Path) -> dict:
         own = (variant or {}).get("seeds", [0])
         if not isinstance(own, list) or not own or not all(type(s) is int for s in own):
             raise StudyError(f"{path}: variant {name!r}: seeds must be a non-empty list of integers, got {own!r}")
+    bases = study.setdefault("baselines", [])
+    algorithms = [(study["variants"].get(b) or {}).get("algorithm", "ppo") for b in bases if b in study["variants"]]
+    if not isinstance(bases, list) or len(algorithms) != len(bases) or len(set(algorithms)) != len(bases):
+        raise StudyError(f"{path}: baselines must list variants of the study, one per algorithm, got {bases!r}")
     study["name"] = path.stem
     return study
 

@@ -135,6 +135,15 @@ def test_reward_is_the_probability_of_the_requested_class_on_the_unprefixed_text
     assert ((0 <= scores) & (scores <= 1)).all()
 
 
+def test_the_log_classifier_reward_is_the_log_of_the_classifier_reward(tiny, tiny_reward):
+    adapter, _ = tiny
+    logged = NumeralReward(load_scorer("log_classifier", str(tiny_reward)))
+    prompts = [make_prompt(3164, label) for label in (0, 1, 2, None)]
+    scores, logs = (rewards(model, prompts, ["陆叁贰捌E"] * 4) for model in (adapter, logged))
+    torch.testing.assert_close(logs, scores.log())
+    assert (logs <= 0).all()
+
+
 def test_padding_does_not_change_the_reward(tiny):
     adapter, _ = tiny
     alone = rewards(adapter, ["S大写:3164x2="], ["陆叁贰捌E"])

@@ -38,6 +38,9 @@ def study_file(tmp_path, study: dict, name: str = "s"):
         ({"seeds": []}, "seeds must be a non-empty list of integers"),
         ({"variant": {}}, "unknown key(s) ['variant']"),
         ({"variants": {}}, "a non-empty `variants:` mapping"),
+        ({"variants": {"a": {"seeds": [42, "43"]}}}, "variant 'a': seeds must be a non-empty list of integers"),
+        ({"baselines": ["c"]}, "baselines must list variants of the study, one per algorithm"),
+        ({"variants": {"a": {}, "b": {}}, "baselines": ["a", "b"]}, "one per algorithm"),
     ],
 )
 def test_a_bad_study_is_refused_in_one_line_before_anything_runs(tmp_path, capsys, change, message):
@@ -62,6 +65,27 @@ def test_the_committed_studies_load():
         study = run.load_study(path)
         for variant in study["variants"]:
             run.settings(study, variant)
+
+
+def test_a_variant_runs_its_own_seeds(tmp_path, capsys):
+    study = {**GOOD, "variants": {"a": {}, "b": {"algorithm": "grpo", "seeds": [7]}}}
+    store = tmp_path / "store.jsonl"
+    assert run.main([str(study_file(tmp_path, study)), "--store", str(store), "--report-only"]) == 1
+    assert "s: 3 runs, 0 in" in capsys.readouterr().out  # a on 42 and 43, b on 7
+
+
+def test_every_number_the_trainer_logged_is_kept_at_its_completion_count():
+    history = [{"episode": 0, "step": 0}, {"episode": 512, "step": 8}]  # the judge's: 64 completions per step
+    log = [
+        {"loss": 0.5, "kl": 0.01, "step": 8},
+        {"eval/exact_match": 0.9, "step": 8},  # the judge's line: in the history already
+        {"objective/kl": 0.123456, "episode": 128, "step": 1},
+        {"train_loss": 0.4, "step": 8},  # the summary at the end
+    ]
+    assert run.logged(log, history) == [
+        {"completions": 512, "loss": 0.5, "kl": 0.01, "step": 8},
+        {"completions": 128, "objective/kl": 0.1235, "episode": 128, "step": 1},
+    ]
 
 
 def test_settings_put_the_defaults_first_and_the_floors_off_when_measuring(tmp_path):
@@ -167,6 +191,27 @@ def test_the_summary_of_a_synthetic_store(tmp_path, monkeypatch):
     assert "4/5 [38–96 %]" in document and "failed: rl" in document
     assert "| a | b | 1.00" in document  # every run of a reaches the target in fewer completions than any of b
     assert (tmp_path / "s.png").stat().st_size > 0
+
+
+def test_each_detail_is_ranked_against_its_algorithms_baseline(tmp_path, monkeypatch):
+    monkeypatch.setattr(stats, "REPS", 500)
+    study = {
+        "name": "d",
+        "baselines": ["ppo", "grpo"],
+        "variants": {"ppo": {}, "slow": {"signature": "objective/kl"}, "same": {}, "grpo": {"algorithm": "grpo"}},
+    }
+    records = []
+    for variant, reach in (("ppo", 1000), ("slow", None), ("same", 1000), ("grpo", 2000)):
+        for seed in (42, 43, 44):
+            record = synthetic(variant, seed, met=reach is not None, completions=reach, change=0.001)
+            record["logged"] = [{"completions": c, "objective/kl": c / 1e4} for c in (128, 256)]
+            records.append(record)
+    rows = render.detail_rows(study, records)
+    assert [row[:3] for row in rows] == [["slow", "ppo", "1.00 [1.00, 1.00]"], ["same", "ppo", "0.50 [0.50, 0.50]"]]
+    assert rows[0][3].startswith("0/3") and rows[0][3].endswith("vs 3/3")
+    document = render.report(study, records, figure=tmp_path / "d.png")
+    assert "![slow against ppo](d/slow.png)" in document and (tmp_path / "d" / "slow.png").stat().st_size > 0
+    assert not (tmp_path / "d.png").exists()  # one picture per detail instead of every variant on one
 
 
 def test_the_report_goes_between_the_study_markers(tmp_path):
