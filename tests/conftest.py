@@ -87,3 +87,27 @@ def trained(tmp_path_factory):
     load_recipe("sft").main(["--output_dir", str(root / "sft"), "--disable_tqdm", "true"])
     load_recipe("reward").main(["--output_dir", str(root / "reward"), "--disable_tqdm", "true"])
     return root
+
+
+# --- docs/metrics.md: a row for every logged key ------------------------------------------------------------------
+
+
+def documented(section: str) -> set[str]:
+    """The metric keys in docs/metrics.md's section whose heading starts with `section` (its rows' backticked
+    first cells)."""
+    keys, inside = set(), False
+    for line in (ROOT / "docs" / "metrics.md").read_text(encoding="utf-8").splitlines():
+        if line.startswith("## "):
+            inside = line[3:].startswith(section)
+        elif inside and line.startswith("| `"):
+            keys.add(line.split("`")[1])
+    return keys
+
+
+def undocumented(keys, *sections: str) -> set[str]:
+    """The keys (a per-prefix key as `.../<prefix>`) with no row in any of docs/metrics.md's `sections`."""
+    from ppo_double.task import PREFIXES
+
+    known = set().union(*(documented(s) for s in sections))
+    normal = {k.rsplit("/", 1)[0] + "/<prefix>" if k.rsplit("/", 1)[-1] in PREFIXES else k for k in keys}
+    return normal - known

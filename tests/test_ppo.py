@@ -5,7 +5,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from conftest import NO_FLOORS, load_recipe, weights
+from conftest import NO_FLOORS, load_recipe, undocumented, weights
 
 TINY_PPO = [
     "--total_episodes",
@@ -102,6 +102,7 @@ def test_ppo_logs_the_judge_next_to_trl_metrics(tiny_ppo):
     logged = {k for entry in captured["log_history"] for k in entry}
     assert {"objective/scores", "objective/kl", "eval/exact_match", "eval/correct"} <= logged
     assert {"eval/exact_match/数字", "eval/exact_match/小写", "eval/exact_match/大写"} <= logged
+    assert not undocumented(logged, "PPO", "The judge")  # docs/metrics.md has a row for each
     results = json.loads((out / "eval_results.json").read_text())
     assert set(results["greedy"]) == {"数字", "小写", "大写", "all"}
     assert results["greedy"]["all"]["n"] == 1500
