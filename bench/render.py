@@ -167,7 +167,8 @@ def improvement_rows(records: list[dict]) -> list[list[str]]:
 
 
 def report(study: dict, records: list[dict], figure: Path | None = None) -> str:
-    """The study's markdown: what ran, the per-variant summary with intervals, the runs, the machine."""
+    """The study's markdown: what ran, (with baselines) each variant ranked against its baseline, the per-variant
+    summary with intervals, the runs (folded), the machine, the picture(s)."""
     header, rows = summary_rows(records)
     parts = [
         " ".join(str(study.get("description", "")).split()),
@@ -177,7 +178,6 @@ def report(study: dict, records: list[dict], figure: Path | None = None) -> str:
         "same prompts), with a t interval. Targets (every prefix, held-out test numbers): greedy ≥ 99.5 % and "
         "sampled ≥ 98 % exact match, sampled correct share ≥ the SFT's, greedy correct ≥ 97 % at every judgement "
         "during training, the reward catching ≥ 99 % of invalid answers.",
-        table(header, rows),
     ]
     ranked = detail_rows(study, records)
     if ranked:
@@ -187,7 +187,9 @@ def report(study: dict, records: list[dict], figure: Path | None = None) -> str:
             "that never reaches it counts as needing more; rliable, 95 % CI). 0.5: no difference; above: the "
             "detail helps; below: the change does.",
             table(DETAIL_HEADER, ranked),
+            "Per variant:",
         ]
+    parts.append(table(header, rows))
     pairs = improvement_rows(records) if not ranked else []
     if len(pairs) > 1:
         parts += [
@@ -195,12 +197,11 @@ def report(study: dict, records: list[dict], figure: Path | None = None) -> str:
             table(["X", "Y", "P(X needs fewer) [95 % CI]"], pairs),
         ]
     header, rows = run_rows(records)
-    parts += ["Each run:", table(header, rows), machine_line(records)]
+    parts += [f"<details><summary>Each run ({len(records)})</summary>\n\n{table(header, rows)}\n\n</details>"]
+    parts.append(machine_line(records))
     if figure and any(r["history"] for r in records):
-        if ranked:  # one picture per variant, beside its baseline
-            folder = Path(figure).with_suffix("")
-            for variant, path in detail_figures(study, records, folder).items():
-                parts.append(f"![{variant} against {baseline_of(study)[variant]}]({folder.name}/{path.name})")
+        if ranked:  # one picture per variant beside its baseline, for the page that explains them
+            detail_figures(study, records, Path(figure).with_suffix(""))
         else:
             parts.append(f"![{study['name']}: IQM over seeds with 95 % bands]({figure})")
             curves(records, figure)
