@@ -334,6 +334,40 @@ DETAIL_HEADER = [
 ]
 
 
+def detail_blocks(study: dict, records: list[dict], folder: str) -> dict[str, str]:
+    """Per variant, the markdown its page section shows: its baseline's and its own numbers, the probability that the
+    baseline reaches the target in fewer completions, and its picture (written by detail_figures into `folder`)."""
+    frame = stats.summary(records)
+    ranked = {row[0]: row[2] for row in detail_rows(study, records)}
+    blocks = {}
+    for variant, base in baseline_of(study).items():
+        if variant not in ranked:
+            continue
+        rows = []
+        for name in (base, variant):
+            row = frame.loc[name]
+            rows.append(
+                [
+                    f"`{name}`",
+                    f"{row['met']}/{row['runs']} [{100 * row['met_low']:.0f}–{100 * row['met_high']:.0f} %]",
+                    f"{interval(row['completions_to_target'])} ({row['completions_to_target_n']}/{row['runs']})",
+                    pct(row["min_greedy_correct"]),
+                    interval(row["correct_change"], "+.2f", scale=100),
+                ]
+            )
+        header = ["", "every target [95 % Wilson]", "completions to target, IQM [95 % CI] (runs reaching it)"]
+        header += ["lowest greedy correct in training", "sampled correct vs SFT, points [95 % CI]"]
+        blocks[variant] = "\n\n".join(
+            [
+                table(header, rows),
+                f"P(a `{base}` run reaches the target in fewer completions than a `{variant}` run) = "
+                f"{ranked[variant]}.",
+                f"![{variant} against {base}: IQM over seeds with 95 % bands]({folder}/{variant}.png)",
+            ]
+        )
+    return blocks
+
+
 def detail_figures(study: dict, records: list[dict], folder: Path) -> dict[str, Path]:
     """One picture per variant: its baseline's and its own judged curves beside its `signature` logged metric."""
     figures = {}
@@ -382,6 +416,13 @@ def replace_between(text: str, block: str, pair: tuple[str, str]) -> str:
     return "\n".join(new) + ("\n" if text.endswith("\n") else "")
 
 
-def write_markers(path: Path, study: dict, block: str) -> None:
+def write_markers(path: Path, study: dict, block: str, details: dict[str, str] | None = None) -> None:
+    """The study's block between its markers; each of `details` (variant: block) between `<!-- NAME:VARIANT:start
+    -->` and its end marker where the file has them (a page with a section per variant)."""
     path = Path(path)
-    path.write_text(replace_between(path.read_text(encoding="utf-8"), block, markers(study)), encoding="utf-8")
+    text = replace_between(path.read_text(encoding="utf-8"), block, markers(study))
+    for variant, detail in (details or {}).items():
+        pair = tuple(marker.replace(":", f":{variant}:", 1) for marker in markers(study))
+        if pair[0] in text:
+            text = replace_between(text, detail, pair)
+    path.write_text(text, encoding="utf-8")

@@ -385,7 +385,9 @@ def main(argv=None) -> int:
     document = render.report(study, records, figure=args.figure)
     print(document)
     if args.readme:
-        render.write_markers(args.readme, study, document)
+        folder = args.figure and Path(args.figure).with_suffix("").name
+        details = render.detail_blocks(study, records, folder) if folder else None
+        render.write_markers(args.readme, study, document, details)
         print(f"wrote the tables into {args.readme}")
     return 1 if any(r["failed_stage"] for r in records) else 0
 

@@ -212,6 +212,11 @@ def test_each_detail_is_ranked_against_its_algorithms_baseline(tmp_path, monkeyp
     document = render.report(study, records, figure=tmp_path / "d.png")
     assert (tmp_path / "d" / "slow.png").stat().st_size > 0 and not (tmp_path / "d" / "ppo.png").exists()
     assert document.index("| slow | ppo |") < document.index("<details><summary>Each run (12)</summary>")
+    page = tmp_path / "page.md"
+    page.write_text("<!-- d:start -->\n<!-- d:end -->\n<!-- d:slow:start -->\n<!-- d:slow:end -->\n", encoding="utf-8")
+    render.write_markers(page, study, document, render.detail_blocks(study, records, "d"))
+    section = page.read_text().split("<!-- d:slow:start -->")[1]
+    assert "| `ppo` | 3/3" in section and "| `slow` | 0/3" in section and "](d/slow.png)" in section
     assert not (tmp_path / "d.png").exists()  # one picture per detail instead of every variant on one
 
 
