@@ -200,7 +200,8 @@ def metrics(paths: dict[str, Path], stages: list[str]) -> tuple[dict, list[dict]
         results = read_json(paths["rl"] / "eval_results.json")
         keys = ("exact_match", "sampled_exact_match", "correct", "sampled_correct")
         history = [
-            {"episode": h["episode"], "seconds": h["seconds"], **{k: h[f"eval/{k}"] for k in keys}}
+            # a run resumed from a checkpoint has its earlier judgements from the log, without their seconds
+            {"episode": h["episode"], "seconds": h.get("seconds"), **{k: h[f"eval/{k}"] for k in keys}}
             | {f"{k}/{p}": h[f"eval/{k}/{p}"] for k in ("exact_match", "sampled_exact_match") for p in PREFIXES}
             for h in results["judged_during_training"]
         ]
@@ -221,9 +222,9 @@ def metrics(paths: dict[str, Path], stages: list[str]) -> tuple[dict, list[dict]
                 (h["episode"] for h in history if min(h[f"exact_match/{p}"] for p in PREFIXES) >= ONSET), None
             ),
             "completions": last["episode"],
-            "completions_per_s": last["episode"] / last["seconds"] if last["seconds"] else None,
+            "completions_per_s": last["episode"] / last["seconds"] if last["seconds"] else None,  # None: resumed
             "completions_to_target": target and target["episode"],
-            "seconds_to_target": target and target["seconds"],
+            "seconds_to_target": target and target.get("seconds"),
             "sampled_correct": mean_over_prefixes(results, "sampled", "correct"),
         }
         if rollouts:

@@ -88,6 +88,21 @@ def test_every_number_the_trainer_logged_is_kept_at_its_completion_count():
     ]
 
 
+def test_a_resumed_runs_judgements_without_seconds_still_make_a_record(tmp_path):
+    """A run resumed from a checkpoint rebuilds its earlier judgements from the log, which has no seconds."""
+    judged = {f"eval/{k}": 1.0 for k in ("exact_match", "sampled_exact_match", "correct", "sampled_correct")}
+    judged |= {f"eval/{k}/{p}": 1.0 for k in ("exact_match", "sampled_exact_match") for p in PREFIXES}
+    history = [{"episode": 0, "step": 0, **judged}, {"episode": 512, "step": 8, **judged, "seconds": 9.0}]
+    results = {m: {p: {"exact_match": 1.0, "correct": 1.0} for p in PREFIXES} for m in ("greedy", "sampled")}
+    rl = tmp_path / "rl"
+    rl.mkdir()
+    (rl / "eval_results.json").write_text(json.dumps({**results, "judged_during_training": history}))
+    (rl / "trainer_state.json").write_text(json.dumps({"log_history": [{"loss": 0.1, "step": 8}]}))
+    found, judged_history, _, trained = run.metrics({"rl": rl}, ["rl"])
+    assert [h["seconds"] for h in judged_history] == [None, 9.0]
+    assert found["completions"] == 512 and trained == [{"completions": 512, "loss": 0.1, "step": 8}]
+
+
 def test_settings_put_the_defaults_first_and_the_floors_off_when_measuring(tmp_path):
     study = run.load_study(study_file(tmp_path, {**GOOD, "measure": True, "defaults": {"rl": "--kl_coef 0.2"}}))
     given = run.settings(study, "b")
