@@ -117,8 +117,8 @@ def rollout_cell(record: dict, m: dict) -> str:
     return f"{m['final_reward']:.3f} / {pct(m['final_judged'])} (gap {m['final_reward'] - m['final_judged']:+.3f})"
 
 
-def summary_rows(records: list[dict]) -> tuple[list[str], list[list[str]]]:
-    frame = stats.summary(records)
+def summary_rows(frame) -> tuple[list[str], list[list[str]]]:
+    """The per-variant table of a stats.summary frame."""
     header = [
         "variant",
         "runs (failed)",
@@ -140,7 +140,7 @@ def summary_rows(records: list[dict]) -> tuple[list[str], list[list[str]]]:
             [
                 variant,
                 f"{row['runs']} ({row['failed']})",
-                f"{row['met']}/{row['runs']} [{100 * row['met_low']:.0f}–{100 * row['met_high']:.0f} %]",
+                met_cell(row),
                 f"{interval(row['completions_to_target'])} ({row['completions_to_target_n']}/{row['runs']})",
                 f"{interval(row['seconds_to_target'])} ({units('units_to_target')})",
                 f"{interval(row['total_s'])} ({units('total_units')})",
@@ -152,14 +152,24 @@ def summary_rows(records: list[dict]) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
+def completions_needed(records: list[dict]) -> dict[str, list[float]]:
+    """Per variant, each finished RL run's completions to the target (inf: never reached it)."""
+    needed = {}
+    for r in records:
+        if not r["failed_stage"] and "completions" in r["metrics"]:
+            needed.setdefault(r["variant"], []).append(r["metrics"]["completions_to_target"] or math.inf)
+    return needed
+
+
+def met_cell(row) -> str:
+    """`met/runs [Wilson 95 %]` of a stats.summary row."""
+    return f"{row['met']}/{row['runs']} [{100 * row['met_low']:.0f}–{100 * row['met_high']:.0f} %]"
+
+
 def improvement_rows(records: list[dict]) -> list[list[str]]:
     """P(X reaches the target in fewer completions than Y), every ordered pair of variants; a run that never
     reached it counts as needing more than any that did."""
-    done = [r for r in records if not r["failed_stage"] and "completions" in r["metrics"]]
-    needed = {}
-    for r in done:
-        needed.setdefault(r["variant"], []).append(r["metrics"]["completions_to_target"] or math.inf)
-    needed = {variant: runs for variant, runs in needed.items() if min(runs) < math.inf}  # some run reached it
+    needed = {variant: runs for variant, runs in completions_needed(records).items() if min(runs) < math.inf}
     rows = []
     for x, y in itertools.permutations(needed, 2):
         rows.append([x, y, interval(stats.fewer_is_better(needed[x], needed[y]), ".2f")])
@@ -169,7 +179,8 @@ def improvement_rows(records: list[dict]) -> list[list[str]]:
 def report(study: dict, records: list[dict], figure: Path | None = None) -> str:
     """The study's markdown: what ran, (with baselines) each variant ranked against its baseline, the per-variant
     summary with intervals, the runs (folded), the machine, the picture(s)."""
-    header, rows = summary_rows(records)
+    frame = stats.summary(records)
+    header, rows = summary_rows(frame)
     parts = [
         " ".join(str(study.get("description", "")).split()),
         f"Per variant, over its seeds (`python bench/run.py bench/studies/{study['name']}.yaml`; records in "
@@ -179,7 +190,7 @@ def report(study: dict, records: list[dict], figure: Path | None = None) -> str:
         "sampled ≥ 98 % exact match, sampled correct share ≥ the SFT's, greedy correct ≥ 97 % at every judgement "
         "during training, the reward catching ≥ 99 % of invalid answers.",
     ]
-    ranked = detail_rows(study, records)
+    ranked = detail_rows(study, records, frame)
     if ranked:
         parts += [
             "Each variant against its algorithm's defaults, ranked by how much the change costs: the probability "
@@ -289,15 +300,12 @@ def baseline_of(study: dict) -> dict[str, str]:
     return {v: bases[a] for v, a in algorithm.items() if a in bases and v not in bases.values()}
 
 
-def detail_rows(study: dict, records: list[dict]) -> list[list[str]]:
+def detail_rows(study: dict, records: list[dict], frame=None) -> list[list[str]]:
     """Per variant against its baseline, ranked by P(a baseline run reaches the target in fewer completions than a
     variant run; never reaching it counts as needing more than any run that did): first, the details whose change
     costs the most."""
-    frame = stats.summary(records)
-    needed = {}
-    for r in records:
-        if not r["failed_stage"] and "completions" in r["metrics"]:
-            needed.setdefault(r["variant"], []).append(r["metrics"]["completions_to_target"] or math.inf)
+    frame = stats.summary(records) if frame is None else frame
+    needed = completions_needed(records)
     rows = []
     for variant, base in baseline_of(study).items():
         if variant not in frame.index or base not in frame.index:
@@ -311,8 +319,7 @@ def detail_rows(study: dict, records: list[dict]) -> list[list[str]]:
                     variant,
                     base,
                     interval(worse, ".2f"),
-                    f"{row['met']}/{row['runs']} [{100 * row['met_low']:.0f}–{100 * row['met_high']:.0f} %]"
-                    f" vs {ref['met']}/{ref['runs']}",
+                    f"{met_cell(row)} vs {ref['met']}/{ref['runs']}",
                     f"{interval(row['completions_to_target'])} ({row['completions_to_target_n']}/{row['runs']})"
                     f" vs {num(ref['completions_to_target'] and ref['completions_to_target'][0])}",
                     f"{pct(row['min_greedy_correct'])} vs {pct(ref['min_greedy_correct'])}",
@@ -338,7 +345,7 @@ def detail_blocks(study: dict, records: list[dict], folder: str) -> dict[str, st
     """Per variant, the markdown its page section shows: its baseline's and its own numbers, the probability that the
     baseline reaches the target in fewer completions, and its picture (written by detail_figures into `folder`)."""
     frame = stats.summary(records)
-    ranked = {row[0]: row[2] for row in detail_rows(study, records)}
+    ranked = {row[0]: row[2] for row in detail_rows(study, records, frame)}
     blocks = {}
     for variant, base in baseline_of(study).items():
         if variant not in ranked:
@@ -349,7 +356,7 @@ def detail_blocks(study: dict, records: list[dict], folder: str) -> dict[str, st
             rows.append(
                 [
                     f"`{name}`",
-                    f"{row['met']}/{row['runs']} [{100 * row['met_low']:.0f}–{100 * row['met_high']:.0f} %]",
+                    met_cell(row),
                     f"{interval(row['completions_to_target'])} ({row['completions_to_target_n']}/{row['runs']})",
                     pct(row["min_greedy_correct"]),
                     interval(row["correct_change"], "+.2f", scale=100),
