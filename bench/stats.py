@@ -3,8 +3,6 @@ probability of improvement), scipy (Wilson intervals for success rates, t interv
 for the per-variant table. Every function takes plain numbers, so that tests can check them on synthetic stores.
 """
 
-import warnings
-
 import numpy as np
 import pandas as pd
 from rliable import library as rly
@@ -15,12 +13,17 @@ SEED = 0  # the bootstrap's random state: a table regenerates identically from t
 
 
 def estimate(scores: dict, func, reps: int | None = None) -> tuple[dict, dict]:
-    """rliable's point estimates and stratified-bootstrap 95 % intervals (REPS resamples unless `reps`), with a fixed
-    random state."""
-    with warnings.catch_warnings():
-        # rliable 1.2 hands arch its random_state the way arch 7 deprecates; nothing a user can change
-        warnings.filterwarnings("ignore", message="random_state is deprecated", category=FutureWarning)
-        return rly.get_interval_estimates(scores, func, reps=reps or REPS, random_state=np.random.RandomState(SEED))
+    """rliable's point estimates and stratified-bootstrap 95 % intervals (REPS resamples unless `reps`), reproducible.
+
+    rliable 1.2's stratified bootstraps draw their resample indices from numpy's global generator (`np.random.choice`
+    in `update_indices`) whatever `random_state` they are given, so the global generator is seeded here and restored
+    afterwards: the same store gives the same intervals in any process, whatever ran before."""
+    saved = np.random.get_state()
+    np.random.seed(SEED)
+    try:
+        return rly.get_interval_estimates(scores, func, reps=reps or REPS)
+    finally:
+        np.random.set_state(saved)
 
 
 def trimmed_mean(scores: np.ndarray, axis=None) -> np.ndarray:

@@ -5,6 +5,7 @@ import json
 import math
 import sys
 
+import numpy as np
 import pytest
 import yaml
 from test_ppo import TINY_PPO
@@ -154,6 +155,18 @@ def test_paired_change_and_probability_of_improvement():
     assert stats.fewer_is_better([1, 2, 3], [10, 20, 30])[0] == pytest.approx(1.0)
     assert stats.fewer_is_better([10, 20], [10, 20])[0] == pytest.approx(0.5)
     assert stats.fewer_is_better([math.inf], [5])[0] == pytest.approx(0.0)
+
+
+def test_bootstrap_intervals_do_not_depend_on_what_ran_before():
+    """rliable draws its resamples from numpy's global generator: the same numbers must give the same intervals
+    whatever state another library left it in, and the caller's state must be left as it was."""
+    runs, other = [9728, 11008, 12800, 14848, math.inf], [10240, 11264, 11008, 13824, 12800]
+    results = []
+    for seed in (1, 2):
+        np.random.seed(seed)
+        results.append((stats.iqm(runs[:4] + other), stats.fewer_is_better(runs, other)))
+        assert np.random.rand() == np.random.RandomState(seed).rand()
+    assert results[0] == results[1]
 
 
 def synthetic(variant: str, seed: int, met: bool, completions: int | None, change: float) -> dict:
