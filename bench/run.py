@@ -51,7 +51,7 @@ VARIANT_KEYS = {"algorithm", "threads", *pipeline.STAGES, "seeds", "signature"}
 # Every target of a run, on the held-out test numbers (issue 22): greedy and sampled exact match per prefix, the
 # sampled correct-double share no lower than the SFT's (the eval stage samples both on the same prompts), the greedy
 # correct share on the validation numbers never below FLOOR_CORRECT while the RL stage trains, and the reward
-# classifier catching INVALID_CAUGHT of invalid answers.
+# classifier catching INVALID_CAUGHT of invalid answers (where it has an invalid class).
 TARGET_GREEDY, TARGET_SAMPLED, FLOOR_CORRECT, INVALID_CAUGHT = 0.995, 0.98, 0.97, 0.99
 ONSET = 0.9  # the prefixes have separated once every prefix's greedy exact match is at least this
 VERSIONS = ("torch", "transformers", "trl", "accelerate", "peft", "datasets")
@@ -241,7 +241,8 @@ def metrics(paths: dict[str, Path], stages: list[str]) -> tuple[dict, list[dict]
             and min(found["sampled_exact_match"].values()) >= TARGET_SAMPLED
             and found["sampled_correct"] >= found["sft_sampled_correct"]
             and found["min_greedy_correct"] >= FLOOR_CORRECT
-            and found.get("reward_invalid", 1.0) >= INVALID_CAUGHT
+            # the tutorial's 3-class classifier has no invalid class, hence no such floor
+            and (found.get("reward_invalid") is None or found["reward_invalid"] >= INVALID_CAUGHT)
         )
     return found, history, rollouts, trained
 

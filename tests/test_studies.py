@@ -89,19 +89,42 @@ def test_every_number_the_trainer_logged_is_kept_at_its_completion_count():
     ]
 
 
-def test_a_resumed_runs_judgements_without_seconds_still_make_a_record(tmp_path):
-    """A run resumed from a checkpoint rebuilds its earlier judgements from the log, which has no seconds."""
+def finished_run(folder, reward_accuracy: dict | None = None) -> dict:
+    """The stage folders of a run whose policy met every target (judged perfect throughout; the first judgement without
+    its seconds, as a run resumed from a checkpoint rebuilds it from the log); with `reward_accuracy`,
+    a reward stage whose eval_results.json holds it, and an eval stage (the SFT's sampled correct share just below)."""
     judged = {f"eval/{k}": 1.0 for k in ("exact_match", "sampled_exact_match", "correct", "sampled_correct")}
     judged |= {f"eval/{k}/{p}": 1.0 for k in ("exact_match", "sampled_exact_match") for p in PREFIXES}
     history = [{"episode": 0, "step": 0, **judged}, {"episode": 512, "step": 8, **judged, "seconds": 9.0}]
     results = {m: {p: {"exact_match": 1.0, "correct": 1.0} for p in PREFIXES} for m in ("greedy", "sampled")}
-    rl = tmp_path / "rl"
-    rl.mkdir()
-    (rl / "eval_results.json").write_text(json.dumps({**results, "judged_during_training": history}))
-    (rl / "trainer_state.json").write_text(json.dumps({"log_history": [{"loss": 0.1, "step": 8}]}))
-    found, judged_history, _, trained = run.metrics({"rl": rl}, ["rl"])
+    paths = {stage: folder / stage for stage in ("reward", "rl", "eval")}
+    paths["rl"].mkdir(parents=True)
+    (paths["rl"] / "eval_results.json").write_text(json.dumps({**results, "judged_during_training": history}))
+    (paths["rl"] / "trainer_state.json").write_text(json.dumps({"log_history": [{"loss": 0.1, "step": 8}]}))
+    if reward_accuracy is not None:
+        paths["reward"].mkdir()
+        (paths["reward"] / "eval_results.json").write_text(json.dumps(reward_accuracy))
+        sft = {m: {p: {"correct": 0.99} for p in PREFIXES} for m in ("greedy", "sampled")}
+        paths["eval"].write_text(json.dumps({"sft": sft, "rl": results}))
+    return paths
+
+
+def test_a_resumed_runs_judgements_without_seconds_still_make_a_record(tmp_path):
+    """A run resumed from a checkpoint rebuilds its earlier judgements from the log, which has no seconds."""
+    found, judged_history, _, trained = run.metrics({"rl": finished_run(tmp_path)["rl"]}, ["rl"])
     assert [h["seconds"] for h in judged_history] == [None, 9.0]
     assert found["completions"] == 512 and trained == [{"completions": 512, "loss": 0.1, "step": 8}]
+
+
+@pytest.mark.parametrize(
+    "accuracy, met",
+    [({"accuracy/invalid": 0.995}, True), ({"accuracy/invalid": 0.9}, False), ({"accuracy/digits": 1.0}, True)],
+    ids=["invalid-caught", "invalid-missed", "no-invalid-class"],
+)
+def test_the_reward_floor_applies_to_a_classifier_with_an_invalid_class(tmp_path, accuracy, met):
+    """The tutorial's 3-class classifier has no invalid class: its runs are judged on the policy's targets alone."""
+    found, *_ = run.metrics(finished_run(tmp_path, accuracy), ["reward", "rl", "eval"])
+    assert found["target_met"] is met
 
 
 def test_settings_put_the_defaults_first_and_the_floors_off_when_measuring(tmp_path):
