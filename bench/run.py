@@ -39,7 +39,7 @@ import render  # noqa: E402
 from store import RESULTS, Store, key  # noqa: E402
 
 from ppo_double import pipeline  # noqa: E402
-from ppo_double.callbacks import holds_target  # noqa: E402
+from ppo_double.callbacks import first_stop, holds_target  # noqa: E402
 from ppo_double.checks import NO_FLOORS  # noqa: E402
 from ppo_double.task import PREFIXES  # noqa: E402
 
@@ -152,21 +152,10 @@ def stop_rule() -> dict:
 
 
 def completions_to_target(history: list[dict], rule: dict) -> dict | None:
-    """The first judgement at which the stop rule had held `target_patience` times in a row (history[0]: the start)."""
-    streak = 0
-    for entry in history[1:]:
-        held = holds_target(
-            entry,
-            history[0],
-            rule["target_exact_match"],
-            rule["target_sampled_exact_match"],
-            rule["target_keep_correct"],
-            rule["target_correct_margin"],
-        )
-        streak = streak + 1 if held else 0
-        if streak == rule["target_patience"]:
-            return entry
-    return None
+    """The judgement at which the stop rule `rule` stops (history[0]: the start), as JudgeCallback would."""
+    targets = [rule[k] for k in ("target_exact_match", "target_sampled_exact_match", "target_keep_correct")]
+    holds = lambda entry: holds_target(entry, history[0], *targets, rule["target_correct_margin"])  # noqa: E731
+    return first_stop(history, rule["target_patience"], holds)
 
 
 def mean_over_prefixes(results: dict, mode: str, name: str) -> float:

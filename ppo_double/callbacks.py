@@ -37,6 +37,21 @@ def holds_target(
     )
 
 
+def streaks(judgements: list[dict], holds) -> list[int]:
+    """After each judgement past the first (the starting policy's, which never counts), how many judgements in a row
+    `holds(judgement)` has been true: the stop rule's streak."""
+    counts = [0]
+    for entry in judgements[1:]:
+        counts.append(counts[-1] + 1 if holds(entry) else 0)
+    return counts[1:]
+
+
+def first_stop(judgements: list[dict], patience: int, holds) -> dict | None:
+    """The judgement the stop rule stops at (its streak reaches `patience`), or None. JudgeCallback applies the rule
+    as a run trains; the bench and docs/stop_margin replay it on a finished run's judgements with this."""
+    return next((entry for entry, n in zip(judgements[1:], streaks(judgements, holds)) if n >= patience), None)
+
+
 class JudgeCallback(TrainerCallback):
     """Every `every` updates: greedy and sampled (T=1; `samples` per prompt) answers on held-out prefixed prompts,
     scored by the judge.
@@ -125,8 +140,8 @@ class JudgeCallback(TrainerCallback):
             if "eval/exact_match" in entry:
                 logs = {k: v for k, v in entry.items() if k.startswith("eval/")}
                 self.history.append({"episode": episodes(args, entry["step"]), "step": entry["step"], **logs})
-                if entry["step"] > 0:
-                    self.streak = self.streak + 1 if self.target is not None and self.reached_target(logs) else 0
+        if self.target is not None and len(self.history) > 1:
+            self.streak = streaks(self.history, self.reached_target)[-1]
         self.stopped = self.target is not None and self.streak >= self.patience
         if not self.history:  # a new run: the starting point, for the plots and for keep_correct
             self.log(self.judge(args, state, self.start_policy()), control)

@@ -76,28 +76,36 @@ def test_the_stop_rule_waits_for_the_starting_policys_sampled_correct_share():
     (with target_correct_margin: that much more often)."""
     from types import SimpleNamespace
 
-    from ppo_double.callbacks import JudgeCallback
+    from ppo_double.callbacks import JudgeCallback, first_stop
 
     def judgement(exact: float, sampled_correct: float) -> dict:
         logs = {f"eval/{k}/{p}": exact for k in ("exact_match", "sampled_exact_match") for p in PREFIXES}
         return {**logs, "eval/exact_match": exact, "eval/correct": 1.0, "eval/sampled_correct": sampled_correct}
 
+    rule = dict(target=0.995, sampled_target=0.985, patience=2)
     for keep_correct, margin, stopped_at in ((True, 0.0, 4), (False, 0.0, 2), (True, 0.0015, 5)):
         # the start (exact 30 %, 99 % right doubles), then the targets held with 98.5 ... 99.3 % right doubles
         shares = (0.985, 0.988, 0.99, 0.992, 0.993, 0.993)
         verdicts = iter([judgement(0.3, 0.99), *(judgement(1.0, c) for c in shares)])
-        judge = JudgeCallback(
-            None, every=1, target=0.995, sampled_target=0.985, keep_correct=keep_correct, correct_margin=margin
-        )
+        judge = JudgeCallback(None, every=1, **rule, keep_correct=keep_correct, correct_margin=margin)
         judge.measure = lambda policy=None, verdicts=verdicts: next(verdicts)
         judge.log = lambda logs, control: None
         args, state = SimpleNamespace(batch_size=64), SimpleNamespace(log_history=[], global_step=0)
         control = SimpleNamespace(should_training_stop=False)
         judge.on_train_begin(args, state, control)
+        online = []
         while not control.should_training_stop:
             state.global_step += 1
             judge.on_step_end(args, state, control)
+            online.append(judge.streak)
         assert state.global_step == stopped_at
+        # the replay of the finished run's judgements (the bench's, docs/stop_margin's) stops at the same one
+        assert first_stop(judge.history, judge.patience, judge.reached_target)["step"] == stopped_at
+        # and a run resumed after any of its judgements carries on with the streak it had
+        for step in range(1, stopped_at + 1):
+            resumed = JudgeCallback(None, every=1, **rule, keep_correct=keep_correct, correct_margin=margin)
+            resumed.on_train_begin(args, SimpleNamespace(log_history=judge.history[: step + 1]), control)
+            assert (resumed.streak, resumed.stopped) == (online[step - 1], step == stopped_at)
 
 
 @pytest.mark.parametrize("stage", ["ppo", "grpo"])

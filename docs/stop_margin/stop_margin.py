@@ -23,7 +23,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from ppo_double.callbacks import holds_target
+from ppo_double.callbacks import first_stop, holds_target
 
 ROOT = Path(__file__).resolve().parents[2]
 PREFIXES = ("数字", "小写", "大写")
@@ -51,13 +51,8 @@ def judgements(seed: int, runs: Path) -> list[dict]:
 
 def stop_step(history: list[dict], margin: float) -> int:
     """The update the recipe's stop rule stops at, or the last one."""
-    start, streak = history[0], 0
-    for entry in history[1:]:
-        held = holds_target(entry, start, TARGET, SAMPLED_TARGET, keep_correct=True, margin=margin)
-        streak = streak + 1 if held else 0
-        if streak >= PATIENCE:
-            return entry["step"]
-    return history[-1]["step"]
+    holds = lambda entry: holds_target(entry, history[0], TARGET, SAMPLED_TARGET, keep_correct=True, margin=margin)  # noqa: E731
+    return (first_stop(history, PATIENCE, holds) or history[-1])["step"]
 
 
 def test_numbers(seed: int, step: int, bench: Path, runs: Path) -> dict:
