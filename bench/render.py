@@ -188,7 +188,7 @@ def report(study: dict, records: list[dict], figure: Path | None = None) -> str:
         "interval; the sampled-correct change is paired per seed (the eval stage samples the SFT and the run on the "
         "same prompts), with a t interval. Targets (every prefix, held-out test numbers): greedy ≥ 99.5 % and "
         "sampled ≥ 98 % exact match, sampled correct share ≥ the SFT's, greedy correct ≥ 97 % at every judgement "
-        "during training, the reward catching ≥ 99 % of invalid answers.",
+        "during training, the reward catching ≥ 99 % of invalid answers (a classifier with an invalid class).",
     ]
     ranked = detail_rows(study, records, frame)
     if ranked:

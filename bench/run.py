@@ -109,16 +109,19 @@ def settings(study: dict, variant: str) -> dict:
         if stage in (study["variants"][variant] or {}):
             out[stage] += shlex.split(str(study["variants"][variant][stage]))
     # the recipes' YAML defaults too: a record measured on other defaults is another run (its key differs)
-    texts = [recipe_text(stage, out["algorithm"]) for stage in pipeline.STAGES]
+    texts = [recipe_defaults(stage, out["algorithm"]) for stage in pipeline.STAGES]
     out["recipe_defaults"] = hashlib.sha1("".join(texts).encode()).hexdigest()[:10]
     return out
 
 
-def recipe_text(stage: str, algorithm: str) -> str:
-    """The YAML defaults a stage reads: a changed default gives its outputs a new cache folder."""
+def recipe_defaults(stage: str, algorithm: str) -> str:
+    """The YAML defaults a stage reads, as sorted JSON: a changed value gives the stage's outputs a new cache folder
+    and its records a new key; a comment or the layout does not."""
     name = {"rl": algorithm, "eval": None}.get(stage, stage)
     path = ROOT / "recipes" / "configs" / f"{name}.yaml"
-    return path.read_text(encoding="utf-8") if name and path.is_file() else ""
+    if not (name and path.is_file()):
+        return ""
+    return json.dumps(yaml.safe_load(path.read_text(encoding="utf-8")), sort_keys=True)
 
 
 def stage_folders(work: Path, seed: int, given: dict) -> dict[str, Path]:
@@ -127,7 +130,7 @@ def stage_folders(work: Path, seed: int, given: dict) -> dict[str, Path]:
     paths = {}
     for stage, needs in upstream.items():
         parts = [seed, given["algorithm"] if stage in ("rl", "eval") else None, given["threads"]]
-        parts += [(given[s], recipe_text(s, given["algorithm"])) for s in needs]
+        parts += [(given[s], recipe_defaults(s, given["algorithm"])) for s in needs]
         digest = hashlib.sha1(json.dumps(parts).encode()).hexdigest()[:10]
         name = f"{stage if stage != 'rl' else given['algorithm']}-seed{seed}-{digest}"
         paths[stage] = work / (f"{name}.json" if stage == "eval" else name)

@@ -3,6 +3,7 @@ give known numbers, and a tiny study runs end to end through the pipeline runner
 
 import json
 import math
+import shutil
 import sys
 
 import numpy as np
@@ -136,12 +137,19 @@ def test_settings_put_the_defaults_first_and_the_floors_off_when_measuring(tmp_p
     assert "--min_exact_match" in given["rl"] and "--min_sampled_correct" in given["sft"]
 
 
-def test_a_changed_recipe_default_is_another_run(tmp_path, monkeypatch):
+def test_a_changed_recipe_default_is_another_run_and_a_comment_is_not(tmp_path, monkeypatch):
+    configs = tmp_path / "repo" / "recipes" / "configs"
+    shutil.copytree(ROOT / "recipes" / "configs", configs)
+    monkeypatch.setattr(run, "ROOT", tmp_path / "repo")
     study = run.load_study(study_file(tmp_path, GOOD))
-    before = run.settings(study, "a")
-    real = run.recipe_text
-    monkeypatch.setattr(run, "recipe_text", lambda stage, algorithm: real(stage, algorithm) + "# changed\n")
-    assert key("s", "a", 42, run.settings(study, "a")) != key("s", "a", 42, before)
+    before, folders = run.settings(study, "a"), run.stage_folders(tmp_path, 42, run.settings(study, "a"))
+    ppo = configs / "ppo.yaml"
+    ppo.write_text("# a comment and a blank line\n\n" + ppo.read_text(encoding="utf-8"), encoding="utf-8")
+    assert run.settings(study, "a") == before and run.stage_folders(tmp_path, 42, before) == folders
+    ppo.write_text(ppo.read_text(encoding="utf-8").replace("kl_coef: 0.1", "kl_coef: 0.2"), encoding="utf-8")
+    after = run.settings(study, "a")
+    assert key("s", "a", 42, after) != key("s", "a", 42, before)
+    assert run.stage_folders(tmp_path, 42, after)["rl"] != folders["rl"]
 
 
 def test_stage_folders_share_upstream_stages_only(tmp_path):
