@@ -157,7 +157,10 @@ def stop_rule() -> dict:
 def completions_to_target(history: list[dict], rule: dict) -> dict | None:
     """The judgement at which the stop rule `rule` stops (history[0]: the start), as JudgeCallback would."""
     targets = [rule[k] for k in ("target_exact_match", "target_sampled_exact_match", "target_keep_correct")]
-    holds = lambda entry: holds_target(entry, history[0], *targets, rule["target_correct_margin"])  # noqa: E731
+
+    def holds(entry: dict) -> bool:
+        return holds_target(entry, history[0], *targets, rule["target_correct_margin"])
+
     return first_stop(history, rule["target_patience"], holds)
 
 

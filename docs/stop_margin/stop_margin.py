@@ -51,7 +51,10 @@ def judgements(seed: int, runs: Path) -> list[dict]:
 
 def stop_step(history: list[dict], margin: float) -> int:
     """The update the recipe's stop rule stops at, or the last one."""
-    holds = lambda entry: holds_target(entry, history[0], TARGET, SAMPLED_TARGET, keep_correct=True, margin=margin)  # noqa: E731
+
+    def holds(entry: dict) -> bool:
+        return holds_target(entry, history[0], TARGET, SAMPLED_TARGET, keep_correct=True, margin=margin)
+
     return (first_stop(history, PATIENCE, holds) or history[-1])["step"]
 
 
