@@ -209,6 +209,7 @@ def metrics(paths: dict[str, Path], stages: list[str]) -> tuple[dict, list[dict]
         trained = logged(log, results["judged_during_training"])
         target = completions_to_target(results["judged_during_training"], stop_rule())
         last = history[-1]
+        resumed = any(h["seconds"] is None for h in history)  # its seconds count from the resume, not the start
         found |= {
             "greedy_exact_match": {p: results["greedy"][p]["exact_match"] for p in PREFIXES},
             "sampled_exact_match": {p: results["sampled"][p]["exact_match"] for p in PREFIXES},
@@ -217,9 +218,9 @@ def metrics(paths: dict[str, Path], stages: list[str]) -> tuple[dict, list[dict]
                 (h["episode"] for h in history if min(h[f"exact_match/{p}"] for p in PREFIXES) >= ONSET), None
             ),
             "completions": last["episode"],
-            "completions_per_s": last["episode"] / last["seconds"] if last["seconds"] else None,  # None: resumed
+            "completions_per_s": None if resumed else last["episode"] / last["seconds"],
             "completions_to_target": target and target["episode"],
-            "seconds_to_target": target and target.get("seconds"),
+            "seconds_to_target": None if resumed else target and target["seconds"],
             "sampled_correct": mean_over_prefixes(results, "sampled", "correct"),
         }
         if rollouts:

@@ -115,6 +115,7 @@ def test_a_resumed_runs_judgements_without_seconds_still_make_a_record(tmp_path)
     found, judged_history, _, trained = run.metrics({"rl": finished_run(tmp_path)["rl"]}, ["rl"])
     assert [h["seconds"] for h in judged_history] == [None, 9.0]
     assert found["completions"] == 512 and trained == [{"completions": 512, "loss": 0.1, "step": 8}]
+    assert found["completions_per_s"] is None  # its seconds count from the resume: no rate, no time to target
 
 
 @pytest.mark.parametrize(
