@@ -9,6 +9,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import stats
 
 from ppo_double.task import PREFIXES
@@ -176,10 +177,17 @@ def improvement_rows(records: list[dict]) -> list[list[str]]:
     return rows
 
 
-def report(study: dict, records: list[dict], figure: Path | None = None) -> str:
-    """The study's markdown: what ran, (with baselines) each variant ranked against its baseline, the per-variant
-    summary with intervals, the runs (folded), the machine, the picture(s)."""
+def analysis(study: dict, records: list[dict]) -> tuple[pd.DataFrame, list[list[str]]]:
+    """stats.summary's per-variant frame and (with baselines) the ranking against them: both bootstrap, and both the
+    report and the page's per-detail blocks show them, so they are computed once."""
     frame = stats.summary(records)
+    return frame, detail_rows(study, records, frame)
+
+
+def report(study: dict, records: list[dict], analysed: tuple, figure: Path | None = None) -> str:
+    """The study's markdown: what ran, (with baselines) each variant ranked against its baseline, the per-variant
+    summary with intervals, the runs (folded), the machine, the picture(s). `analysed`: analysis(study, records)."""
+    frame, ranked = analysed
     header, rows = summary_rows(frame)
     parts = [
         " ".join(str(study.get("description", "")).split()),
@@ -190,7 +198,6 @@ def report(study: dict, records: list[dict], figure: Path | None = None) -> str:
         "sampled ≥ 98 % exact match, sampled correct share ≥ the SFT's, greedy correct ≥ 97 % at every judgement "
         "during training, the reward catching ≥ 99 % of invalid answers (a classifier with an invalid class).",
     ]
-    ranked = detail_rows(study, records, frame)
     if ranked:
         parts += [
             "Each variant against its algorithm's defaults, ranked by how much the change costs: the probability "
@@ -300,11 +307,10 @@ def baseline_of(study: dict) -> dict[str, str]:
     return {v: bases[a] for v, a in algorithm.items() if a in bases and v not in bases.values()}
 
 
-def detail_rows(study: dict, records: list[dict], frame=None) -> list[list[str]]:
+def detail_rows(study: dict, records: list[dict], frame: pd.DataFrame) -> list[list[str]]:
     """Per variant against its baseline, ranked by P(a baseline run reaches the target in fewer completions than a
     variant run; never reaching it counts as needing more than any run that did): first, the details whose change
     costs the most."""
-    frame = stats.summary(records) if frame is None else frame
     needed = completions_needed(records)
     rows = []
     for variant, base in baseline_of(study).items():
@@ -341,11 +347,12 @@ DETAIL_HEADER = [
 ]
 
 
-def detail_blocks(study: dict, records: list[dict], folder: str) -> dict[str, str]:
+def detail_blocks(study: dict, analysed: tuple, folder: str) -> dict[str, str]:
     """Per variant, the markdown its page section shows: its baseline's and its own numbers, the probability that the
-    baseline reaches the target in fewer completions, and its picture (written by detail_figures into `folder`)."""
-    frame = stats.summary(records)
-    ranked = {row[0]: row[2] for row in detail_rows(study, records, frame)}
+    baseline reaches the target in fewer completions, and its picture (written by detail_figures into `folder`).
+    `analysed`: analysis(study, records)."""
+    frame, rows = analysed
+    ranked = {row[0]: row[2] for row in rows}
     blocks = {}
     for variant, base in baseline_of(study).items():
         if variant not in ranked:

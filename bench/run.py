@@ -380,11 +380,12 @@ def main(argv=None) -> int:
     if not records:
         print(f"error: no records of {args.study} in {store.path}: run it first", file=sys.stderr)
         return 1
-    document = render.report(study, records, figure=args.figure)
+    analysed = render.analysis(study, records)
+    document = render.report(study, records, analysed, figure=args.figure)
     print(document)
     if args.readme:
         folder = args.figure and Path(args.figure).with_suffix("").name
-        details = render.detail_blocks(study, records, folder) if folder else None
+        details = render.detail_blocks(study, analysed, folder) if folder else None
         render.write_markers(args.readme, study, document, details)
         print(f"wrote the tables into {args.readme}")
     return 1 if any(r["failed_stage"] for r in records) else 0
