@@ -142,7 +142,7 @@ def summary_rows(frame) -> tuple[list[str], list[list[str]]]:
                 variant,
                 f"{row['runs']} ({row['failed']})",
                 met_cell(row),
-                f"{interval(row['completions_to_target'])} ({row['completions_to_target_n']}/{row['runs']})",
+                reached_cell(row),
                 f"{interval(row['seconds_to_target'])} ({units('units_to_target')})",
                 f"{interval(row['total_s'])} ({units('total_units')})",
                 interval(row["correct_change"], "+.2f", scale=100),
@@ -165,6 +165,11 @@ def completions_needed(records: list[dict]) -> dict[str, list[float]]:
 def met_cell(row) -> str:
     """`met/runs [Wilson 95 %]` of a stats.summary row."""
     return f"{row['met']}/{row['runs']} [{100 * row['met_low']:.0f}–{100 * row['met_high']:.0f} %]"
+
+
+def reached_cell(row) -> str:
+    """`IQM [95 % CI] (reached/runs)` of a stats.summary row's completions to the target."""
+    return f"{interval(row['completions_to_target'])} ({row['completions_to_target_n']}/{row['runs']})"
 
 
 def improvement_rows(records: list[dict]) -> list[list[str]]:
@@ -326,8 +331,7 @@ def detail_rows(study: dict, records: list[dict], frame: pd.DataFrame) -> list[l
                     base,
                     interval(worse, ".2f"),
                     f"{met_cell(row)} vs {ref['met']}/{ref['runs']}",
-                    f"{interval(row['completions_to_target'])} ({row['completions_to_target_n']}/{row['runs']})"
-                    f" vs {num(ref['completions_to_target'] and ref['completions_to_target'][0])}",
+                    f"{reached_cell(row)} vs {num(ref['completions_to_target'] and ref['completions_to_target'][0])}",
                     f"{pct(row['min_greedy_correct'])} vs {pct(ref['min_greedy_correct'])}",
                     interval(row["correct_change"], "+.2f", scale=100),
                 ],
@@ -364,7 +368,7 @@ def detail_blocks(study: dict, analysed: tuple, folder: str) -> dict[str, str]:
                 [
                     f"`{name}`",
                     met_cell(row),
-                    f"{interval(row['completions_to_target'])} ({row['completions_to_target_n']}/{row['runs']})",
+                    reached_cell(row),
                     pct(row["min_greedy_correct"]),
                     interval(row["correct_change"], "+.2f", scale=100),
                 ]
