@@ -3,6 +3,8 @@ probability of improvement), scipy (Wilson intervals for success rates, t interv
 for the per-variant table. Every function takes plain numbers, so that tests can check them on synthetic stores.
 """
 
+import functools
+
 import numpy as np
 import pandas as pd
 from rliable import library as rly
@@ -63,8 +65,7 @@ def iqm_curves(matrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per column of `matrix` (runs x points, e.g. a judged share at each completion count): IQM and its 95 %
     interval, as rliable's sample-efficiency curves compute them."""
     scores = np.asarray(matrix, dtype=float)
-    by_column = lambda s: trimmed_mean(s, axis=0)  # noqa: E731
-    point, interval = estimate({"x": scores}, by_column, reps=REPS // 10)
+    point, interval = estimate({"x": scores}, functools.partial(trimmed_mean, axis=0), reps=REPS // 10)
     return point["x"], interval["x"][0], interval["x"][1]
 
 
