@@ -8,6 +8,7 @@ complete, and a checkpoint caught half-written is skipped on resume. Weights loa
 """
 
 import atexit
+import errno
 import fcntl
 import json
 import logging
@@ -193,6 +194,7 @@ def start_run(training_args) -> StageRun:
 # --- one run per output folder ------------------------------------------------------------------------------------
 
 LOCK = ".lock"  # in the checkpoints folder: holds the PID of the run that writes this output folder
+NO_LOCK = "PPO_DOUBLE_NO_LOCK"  # set to 1: no lock (for file systems without flock); never two runs on one folder then
 _held: dict[str, int] = {}  # lock file -> open descriptor, for the runs of this process
 
 
@@ -218,19 +220,38 @@ def lock_folder(work: str, final: str) -> None:
     A second run on the same output folder would interleave its checkpoints with the first's and rename its final
     folder over the other's: it is refused in one line naming the other process. The kernel releases the flock when
     its process dies, however it dies; the PID written in the file then tells a killed run's lock (PID left, lock
-    free: taken over, with a warning) from a finished one's (emptied on release).
+    free: taken over, with a warning) from a finished one's (emptied on release). A file system that cannot lock
+    (some NFS or Lustre mounts) is refused in one line too, unless PPO_DOUBLE_NO_LOCK=1 turns the guard off.
     """
+    if os.environ.get(NO_LOCK, "").strip().lower() not in ("", "0", "false", "no"):
+        logger.warning("%s is set: no lock on %s; never start a second run on this --output_dir", NO_LOCK, final)
+        os.makedirs(work, exist_ok=True)
+        return
+    new_folder = not os.path.isdir(work)
     os.makedirs(work, exist_ok=True)
     path = os.path.abspath(os.path.join(work, LOCK))
     _release(path)  # an earlier run in this process (a notebook, a test) is over: a process runs one stage at a time
+    new_file = not os.path.exists(path)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
+    except OSError as err:
         other = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
         os.close(fd)
+        if err.errno in (errno.EWOULDBLOCK, errno.EAGAIN):  # held by another open file: another run
+            raise UsageError(
+                f"another run (process {other}) is writing to {final}: wait for it to end, or pass another --output_dir"
+            ) from None
+        if new_file:  # leave no trace: an empty checkpoints folder would read as an unfinished run
+            os.unlink(path)
+            if new_folder:
+                os.rmdir(work)
+        unsupported = err.errno in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS)
+        problem = "does not support file locks" if unsupported else "refused a file lock"
         raise UsageError(
-            f"another run (process {other}) is writing to {final}: wait for it to end, or pass another --output_dir"
+            f"the file system of {work} {problem} (flock: {err.strerror}): put --output_dir on a local or "
+            f"lock-capable file system, or set {NO_LOCK}=1 to run without the one-run-per-folder guard (then never "
+            "start two runs on the same --output_dir)"
         ) from None
     left = os.pread(fd, 32, 0).decode(errors="replace").strip()
     if left:
