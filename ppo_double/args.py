@@ -12,6 +12,7 @@ from accelerate import PartialState
 from accelerate.utils import DistributedType
 from trl import TrlParser
 
+from .distributed import check_engine_runs_here
 from .errors import UsageError, first_line
 from .task import MAX_ANSWER_TOKENS, MAX_SAMPLE_TOKENS
 
@@ -62,6 +63,7 @@ def parse_args(dataclass_types, default_config: str | None = None, argv: list[st
     if unknown_in_argv:
         raise UsageError(f"unknown argument(s): {' '.join(unknown_in_argv)} (--help lists every option)")
     check_values(*parsed)
+    check_engine_runs_here()
     check_distributed()
     return tuple(parsed)
 

@@ -5,9 +5,10 @@ import random
 import time
 
 import torch
-from transformers import AutoModelForCausalLM, Trainer, TrainerCallback
+from transformers import GPT2LMHeadModel, Trainer, TrainerCallback
 from transformers.trainer_callback import ProgressCallback
 
+from .distributed import gathered_model, load_plain, on_main
 from .evaluate import evaluate
 from .task import PREFIXES, VALIDATION_NUMBERS, heldout_prompts
 
@@ -103,22 +104,27 @@ class JudgeCallback(TrainerCallback):
         self.history = []
         self.started = time.perf_counter()
 
-    def judge(self, args, state, policy=None) -> dict:
-        """The policy's verdicts now (or `policy`'s), recorded in `history` and returned as logs."""
-        logs = self.measure(policy)
+    def judge(self, args, state, start: bool = False) -> dict:
+        """The policy's verdicts now (`start`: the starting policy's), recorded in `history` and returned as logs."""
+        logs = self.measure(start)
         seconds = time.perf_counter() - self.started  # since this process began training, judging included
         self.history.append(
             {"episode": episodes(args, state.global_step), "step": state.global_step, **logs, "seconds": seconds}
         )
         return logs
 
-    def measure(self, policy=None) -> dict:
-        if policy is None:
-            model = self.trainer.accelerator.unwrap_model(self.trainer.model)
-            policy = getattr(model, "policy", model)
-        was_training = policy.training
+    def measure(self, start: bool = False) -> dict:
+        """The judge's logs, measured once on the main process and the same on every process, so that every process
+        takes the same stop decision on the same update. The trained policy is judged as a plain copy of its whole
+        weights (distributed.gathered_model: under ZeRO-3 every process takes part in gathering them)."""
+        from_folder = start and self.start_model_path is not None
+        policy = None if from_folder else gathered_model(self.trainer)
+        return on_main(self._measure, policy)
+
+    def _measure(self, policy) -> dict:
+        if policy is None:  # the starting policy as its folder holds it: see start_policy
+            policy = self.start_policy()
         results = evaluate(policy, self.trainer.processing_class, self.prompts, seed=self.seed, samples=self.samples)
-        policy.train(was_training)
         greedy, sampled = results["greedy"], results["sampled"]
         logs = {"eval/exact_match": greedy["all"]["exact_match"], "eval/correct": greedy["all"]["correct"]}
         logs["eval/sampled_exact_match"] = sampled["all"]["exact_match"]
@@ -144,15 +150,12 @@ class JudgeCallback(TrainerCallback):
             self.streak = streaks(self.history, self.reached_target)[-1]
         self.stopped = self.target is not None and self.streak >= self.patience
         if not self.history:  # a new run: the starting point, for the plots and for keep_correct
-            self.log(self.judge(args, state, self.start_policy()), control)
+            self.log(self.judge(args, state, start=True), control)
 
     def start_policy(self):
-        """The policy as its folder holds it, when given: the trainer's copy may have been changed before the first
-        update (scale_prefix_embeddings), and keep_correct compares with the SFT policy itself, as the test does."""
-        if self.start_model_path is None:
-            return None
-        device = next(self.trainer.accelerator.unwrap_model(self.trainer.model).parameters()).device
-        return AutoModelForCausalLM.from_pretrained(self.start_model_path, use_safetensors=True).to(device)
+        """The policy as its folder holds it: the trainer's copy may have been changed before the first update
+        (scale_prefix_embeddings), and keep_correct compares with the SFT policy itself, as the test does."""
+        return load_plain(self.start_model_path, GPT2LMHeadModel).to(self.trainer.accelerator.device)
 
     def log(self, logs: dict, control) -> None:
         # Trainer.log, not GRPO's and RLOO's override of it: theirs would flush the metrics they average between two
@@ -162,8 +165,6 @@ class JudgeCallback(TrainerCallback):
         control.should_log = should_log
 
     def on_step_end(self, args, state, control, **kwargs):
-        # Every rank judges (the weights, hence the answers for a fixed seed, are identical), so all ranks reach the
-        # same stop decision without a collective.
         if state.global_step % self.every != 0:
             return
         logs = self.judge(args, state)

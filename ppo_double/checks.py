@@ -6,8 +6,6 @@ the checkpoints stay, and a rerun resumes from the last of them (`--min_... 0` t
 never silent, and never becomes the next stage's input.
 """
 
-from accelerate.utils import broadcast_object_list
-
 # Every floor off, per stage: for runs that measure whatever result comes (benches, sweeps, plumbing tests) rather
 # than stop at a weak one.
 NO_FLOORS = {
@@ -28,14 +26,3 @@ def shortfalls(measured: dict[str, float], floors: dict[str, float]) -> list[str
         for name, floor in floors.items()
         if floor and measured[name] < floor
     ]
-
-
-def check_result(trainer, stage: str, problems: list[str] | None, fix: str) -> None:
-    """Raise BelowFloor on every process when the main process found `problems` (the others pass None: only the
-    main process evaluates, and all of them must stop together rather than wait for each other at the save)."""
-    problems = broadcast_object_list([problems])[0] if trainer.accelerator.num_processes > 1 else problems
-    if problems:
-        raise BelowFloor(
-            f"the {stage} result is below its floor: {'; '.join(problems)}. Not saved as the final folder (the "
-            f"checkpoints in {trainer.args.output_dir} stay): {fix}"
-        )

@@ -27,8 +27,14 @@ def generate_answers(
     """
     model.eval()
     device = next(model.parameters()).device
-    generator_state = torch.random.get_rng_state()
-    torch.manual_seed(seed)
+    # The judge's own random stream: every generator (the CPU's and each GPU's, which manual_seed reseeds too) is put
+    # back as it was, so judging never changes what the training samples next.
+    with torch.random.fork_rng(devices=range(torch.cuda.device_count())):
+        torch.manual_seed(seed)
+        return _generate(model, tokenizer, prompts, sample, max_new_tokens, batch_size, device)
+
+
+def _generate(model, tokenizer, prompts, sample, max_new_tokens, batch_size, device) -> list[str]:
     answers = [None] * len(prompts)
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     for _, group in groupby(order, key=lambda i: len(prompts[i])):
@@ -46,13 +52,15 @@ def generate_answers(
                 top_p=1.0 if sample else None,
                 eos_token_id=tokenizer.eos_token_id,
                 pad_token_id=tokenizer.pad_token_id,
+                # One process judges a plain model (distributed.gathered_model). Under ZeRO-3 generate would
+                # otherwise wait at every token for the other processes, which do not generate.
+                synced_gpus=False,
             )
             for i, row in zip(idx, out[:, input_ids.shape[1] :].tolist()):
                 text = tokenizer.decode(row)
                 answers[i] = (
                     text.split(tokenizer.eos_token, 1)[0] + tokenizer.eos_token if tokenizer.eos_token in text else text
                 )
-    torch.random.set_rng_state(generator_state)
     return answers
 
 

@@ -16,6 +16,7 @@ from transformers import (
 )
 from transformers.modeling_outputs import TokenClassifierOutput
 
+from .distributed import editable
 from .task import PREFIXES, SYSTEMS
 from .tokenizer import VOCAB, CharTokenizer
 
@@ -63,9 +64,10 @@ def scale_prefix_embeddings(model) -> None:
     the trained ones; these are new to the model in the same way. (The output head is separate: untouched.)
     """
     weight = model.get_input_embeddings().weight
-    prefix = torch.zeros(len(weight), dtype=torch.bool)
-    prefix[sorted({VOCAB.index(c) for c in "".join(PREFIXES)})] = True
-    weight[prefix] *= weight[~prefix].norm(dim=1).mean() / weight[prefix].norm(dim=1, keepdim=True)
+    with editable(weight):
+        prefix = torch.zeros(len(weight), dtype=torch.bool)
+        prefix[sorted({VOCAB.index(c) for c in "".join(PREFIXES)})] = True
+        weight[prefix] *= weight[~prefix].norm(dim=1).mean() / weight[prefix].norm(dim=1, keepdim=True)
 
 
 class GPT2ValueModel(GPT2ForSequenceClassification):

@@ -14,11 +14,11 @@ from trl import get_peft_config
 
 from .args import fit_to_device
 from .callbacks import CompactProgressCallback, JudgeCallback, compact_console
-from .checkpoints import check_checkpoint, check_generation_fits, final_folder, start_run
-from .checks import check_result, shortfalls
+from .checkpoints import check_checkpoint, check_generation_fits, start_run
+from .checks import shortfalls
 from .data import prompt_text_dataset
-from .evaluate import evaluate, format_table, save_results
-from .hub import save_and_push
+from .evaluate import evaluate, format_table
+from .finish import finish
 from .modeling import load_tokenizer, scale_prefix_embeddings
 from .reward import RewardFunction, RewardKind, load_scorer
 from .signals import train
@@ -120,12 +120,12 @@ def add_judge(trainer, script_args: RLArguments, seed: int, start_model_path: st
     return judge
 
 
-def save_final(trainer, run, policy, judge: JudgeCallback, stage: str, script_args: RLArguments, *arg_objects):
-    """The final folder: the rule-based judge's numbers on the test numbers (with the judge's history during
-    training), the policy, and with --push_to_hub a model card. It appears at output_dir only once complete, and only
-    when those numbers hold the floors (ppo_double/checks.py)."""
-    results, problems = None, None
-    if trainer.accelerator.is_main_process:
+def save_final(trainer, run, judge: JudgeCallback, stage: str, script_args: RLArguments, *arg_objects):
+    """The final folder (ppo_double.finish): the trained policy (LoRA merged), the rule-based judge's numbers on the
+    test numbers with the judge's history during training, and with --push_to_hub a model card. It appears at
+    output_dir only once complete, and only when those numbers hold the floors (ppo_double/checks.py)."""
+
+    def judge_final(policy):
         results = evaluate(policy, trainer.processing_class, heldout_prompts(prefixed=True), seed=trainer.args.seed)
         results["judged_during_training"] = judge.history
         print(format_table({k: results[k] for k in ("greedy", "sampled")}))
@@ -135,19 +135,16 @@ def save_final(trainer, run, policy, judge: JudgeCallback, stage: str, script_ar
             floors[f"{prefix} greedy exact match"] = script_args.min_exact_match
             measured[f"{prefix} sampled exact match"] = results["sampled"][prefix]["exact_match"]
             floors[f"{prefix} sampled exact match"] = script_args.min_sampled_exact_match
-        problems = shortfalls(measured, floors)
-        if not problems and judge.target is not None and not judge.stopped:
+        if not shortfalls(measured, floors) and judge.target is not None and not judge.stopped:
             logger.warning(
                 "warning: the stop rule never held on the validation numbers (last judgement: %s); the test numbers "
                 "hold the floors, so the policy is saved. A larger budget (--%s) may sharpen it",
                 judge.summary(),
                 "total_episodes" if hasattr(trainer.args, "total_episodes") else "max_steps",
             )
-    check_result(trainer, stage.upper(), problems, "a larger budget, or another --seed")
-    with final_folder(trainer, run) as folder:
-        if results is not None:
-            save_results(results, f"{folder}/eval_results.json")
-        save_and_push(trainer, stage, script_args, *arg_objects)
+        return results, measured, floors
+
+    finish(trainer, run, stage, judge_final, "a larger budget, or another --seed", script_args, *arg_objects)
 
 
 def train_group(trainer_class, stage: str, script_args: GroupArguments, config, model_args):
@@ -184,8 +181,7 @@ def train_group(trainer_class, stage: str, script_args: GroupArguments, config, 
     judge = add_judge(trainer, script_args, config.seed, script_args.sft_model_path)
     train(trainer, run.resume_from())  # the Trainer's own resume; stops cleanly on SIGTERM / Ctrl-C
 
-    # The policy to save (LoRA: merged into the base weights, so it loads with AutoModelForCausalLM).
-    if model_args.use_peft:
-        trainer.model = trainer.accelerator.unwrap_model(trainer.model).merge_and_unload()
-    save_final(trainer, run, trainer.accelerator.unwrap_model(trainer.model), judge, stage, script_args, model_args)
+    # The policy saved, judged on the test numbers (LoRA: merged into the base weights, so it loads with
+    # AutoModelForCausalLM).
+    save_final(trainer, run, judge, stage, script_args, model_args)
     return trainer

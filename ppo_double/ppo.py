@@ -3,7 +3,7 @@ judge's verdict on the training rollouts."""
 
 import logging
 import os
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 import torch
 from safetensors.torch import load_file
@@ -11,8 +11,10 @@ from torch.optim.lr_scheduler import LambdaLR
 from transformers import AutoModelForCausalLM, TrainerCallback
 from trl.experimental.ppo import PPOConfig
 from trl.experimental.ppo import PPOTrainer as TRLPPOTrainer
+from trl.experimental.ppo import ppo_trainer as trl_ppo_trainer
 
 from .checkpoints import TRAINER_STATE, WEIGHTS
+from .distributed import full_weights
 from .errors import UsageError
 from .modeling import build_value_model, scale_prefix_embeddings
 from .reward import NumeralReward, load_scorer
@@ -50,6 +52,17 @@ def build_ppo_models(
 VALUE_MODEL = "value_model"  # subfolder of a PPO checkpoint
 
 
+def _prepare_deepspeed(model, accelerator):
+    """TRL's prepare_deepspeed, except for the reward: NumeralReward is a frozen scoring function (the rule has no
+    weights at all), not a model DeepSpeed could wrap (it reads `model.config`). TRL calls it on the reward and the
+    reference model under DeepSpeed; PPOTrainer moves the reward to the device itself."""
+    return model if isinstance(model, NumeralReward) else _trl_prepare_deepspeed(model, accelerator)
+
+
+_trl_prepare_deepspeed = trl_ppo_trainer.prepare_deepspeed
+trl_ppo_trainer.prepare_deepspeed = _prepare_deepspeed
+
+
 class PPOTrainer(TRLPPOTrainer):
     """TRL's PPOTrainer, stoppable by a callback, able to save from a multi-process run, resumable, and judging the
     rollouts it trains on.
@@ -79,6 +92,7 @@ class PPOTrainer(TRLPPOTrainer):
         """`value_warmup_updates`: the first updates train the value model only (see `create_scheduler`)."""
         self.value_warmup_updates = value_warmup_updates
         super().__init__(*args, **kwargs)
+        self.reward_model.to(self.accelerator.device)  # TRL does it only without DeepSpeed (see _prepare_deepspeed)
 
     def create_optimizer(self, model=None):
         """Trainer's optimizer over policy and value model, each parameter group split in a policy and a value part.
@@ -141,16 +155,36 @@ class PPOTrainer(TRLPPOTrainer):
         super().log(logs, start_time)
 
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False):
-        with self._unwrapped_model():  # TRL's save_model saves `self.model.policy`
+        # TRL's save_model saves `self.model.policy`. Under DeepSpeed it passes that policy to Trainer.save_model as if
+        # it were the engine, which transformers 5 asks for a DeepSpeed config (an AttributeError): the policy's whole
+        # weights (gathered under ZeRO-3) are saved instead as a one-process run saves them. The engine still writes
+        # its own checkpoint of weights and optimizer state (Trainer._save_optimizer_and_scheduler).
+        with self._whole_models(), self._engine_off():
             super().save_model(output_dir, _internal_call)
 
     def _save_checkpoint(self, model, trial):
-        with self._unwrapped_model() as models:  # TRL's _save_checkpoint writes a model card from `self.model.config`
+        with self._whole_models() as models:
             # Written before the trainer's own files, so trainer_state.json (last) still marks a complete checkpoint.
             if self.args.should_save:
                 folder = os.path.join(self.args.output_dir, f"checkpoint-{self.state.global_step}", VALUE_MODEL)
                 models.value_model.save_pretrained(folder)
+        with self._unwrapped_model():  # TRL's _save_checkpoint writes a model card from `self.model.config`
             super()._save_checkpoint(model, trial)
+
+    @contextmanager
+    def _whole_models(self):
+        """Policy and value model without DDP's wrapper, with their whole weights (gathered under ZeRO-3): TRL's saving
+        code reads `.policy` and `.config` on `self.model`."""
+        with full_weights(self) if self.is_deepspeed_enabled else nullcontext(), self._unwrapped_model() as models:
+            yield models
+
+    @contextmanager
+    def _engine_off(self):
+        enabled, self.is_deepspeed_enabled = self.is_deepspeed_enabled, False
+        try:
+            yield
+        finally:
+            self.is_deepspeed_enabled = enabled
 
     def train(self, resume_from_checkpoint: str | None = None):
         total = self.args.num_total_batches

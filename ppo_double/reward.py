@@ -38,6 +38,7 @@ from transformers import AutoConfig, BertForSequenceClassification
 from transformers.modeling_outputs import BaseModelOutput
 
 from .checkpoints import check_checkpoint
+from .distributed import load_plain
 from .errors import UsageError
 from .modeling import CLASSIFIER_LABELS, load_tokenizer
 from .task import PREFIXES, SYSTEMS, UNPREFIXED, judge
@@ -95,7 +96,8 @@ class ClassifierScorer(nn.Module):
         check_checkpoint(path, "reward")
         config = AutoConfig.from_pretrained(path)
         classifier_labels(config)  # before the weights, whose head has one row per label
-        return cls(BertForSequenceClassification.from_pretrained(path, config=config, use_safetensors=True), log)
+        # whole on every process, never partitioned by ZeRO-3: a frozen scorer that no engine wraps (ppo_double.ppo)
+        return cls(load_plain(path, BertForSequenceClassification, config), log)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         requested = requested_labels(input_ids)

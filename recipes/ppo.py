@@ -70,11 +70,9 @@ def main(argv=None):
     judge = add_judge(trainer, script_args, config.seed, config.sft_model_path)  # validation numbers; stop rule
     train(trainer, run.resume_from())  # policy, value model, optimizer, RNG, episode counter; stops on SIGTERM
 
-    # The policy to save (LoRA: merged into the base weights, so it loads with AutoModelForCausalLM).
-    models = trainer.accelerator.unwrap_model(trainer.model)  # policy + value model, without DDP's wrapper
-    if model_args.use_peft:
-        models.policy = models.policy.merge_and_unload()
-    save_final(trainer, run, models.policy, judge, "ppo", script_args, model_args)  # judged on the test numbers
+    # The policy saved, judged on the test numbers (LoRA: merged into the base weights, so it loads with
+    # AutoModelForCausalLM).
+    save_final(trainer, run, judge, "ppo", script_args, model_args)
     return trainer
 
 

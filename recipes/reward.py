@@ -26,12 +26,12 @@ from transformers import DataCollatorWithPadding, Trainer, TrainingArguments, se
 
 from ppo_double.args import fit_to_device, parse_args
 from ppo_double.callbacks import DetectionProbe, compact_console
-from ppo_double.checkpoints import final_folder, start_run
-from ppo_double.checks import check_result, shortfalls
+from ppo_double.checkpoints import start_run
 from ppo_double.data import AnswerCorruptionCollator, answer_dataset, classifier_dataset
+from ppo_double.distributed import new_accelerator_state
 from ppo_double.errors import run as run_main
 from ppo_double.evaluate import classifier_accuracy, format_accuracy
-from ppo_double.hub import save_and_push
+from ppo_double.finish import finish
 from ppo_double.modeling import CLASSIFIER_LABELS, build_classifier, encoder_heads, load_tokenizer
 from ppo_double.signals import train
 from ppo_double.task import INVALID, SYSTEMS, TEST_NUMBERS, VALIDATION_NUMBERS
@@ -107,6 +107,7 @@ def main(argv=None):
             )
             compact_console(phase_trainer)
             train(phase_trainer, run.resume_from(name))  # a finished phase: its weights only; a stop stops here
+            new_accelerator_state()  # (DeepSpeed) the next phase's Trainer sets up its own engine
 
     # Phase 3: unprefixed answers labelled by numeral system, plus corrupted ones labelled "invalid".
     n = training_args.max_steps * batch
@@ -122,18 +123,17 @@ def main(argv=None):
     train(trainer, run.resume_from())  # stops cleanly on SIGTERM / Ctrl-C (ppo_double/signals.py)
 
     # The result, checked before anything is saved: accuracy per class on held-out numbers (clean answers in each
-    # system, and corrupted ones when the classifier has the invalid class).
-    results, problems = None, None
-    if trainer.accelerator.is_main_process:
+    # system, and corrupted ones when the classifier has the invalid class). Then the final folder: those numbers, the
+    # classifier, and with --push_to_hub a model card. It appears at output_dir only once complete.
+    def judge(model):
         invalid = 0.5 if has_invalid else 0.0
         held_out = classifier_dataset(tokenizer, 6000, seed=0, invalid_fraction=invalid, numbers=TEST_NUMBERS)
-        results = classifier_accuracy(trainer.model, held_out)
+        results = classifier_accuracy(model, held_out)
         print(format_accuracy(results))
         floors = {system: script_args.min_clean_accuracy for system in SYSTEMS}
         if has_invalid:
             floors["invalid"] = script_args.min_invalid_caught
             floors.update({k: script_args.min_kind_caught for k in results if k.startswith("invalid/")})
-        problems = shortfalls(results, floors)
         metrics = {f"accuracy/{k}": v for k, v in results.items()}
         if probe is not None and probe.history:  # (in this process: a resumed phase 2 counts from its checkpoint)
             metrics["detect/heldout_accuracy"] = probe.history[-1][1]
@@ -144,14 +144,9 @@ def main(argv=None):
                 f"phase 2 flags {100 * probe.history[-1][1]:.2f} % of held-out answer numerals right ({learned} of "
                 f"{script_args.detect_steps})"
             )
-    check_result(trainer, "reward", problems, "rerun with another --seed, or longer phases (--detect_steps)")
+        return metrics, results, floors
 
-    # The final folder: those numbers, the classifier, and with --push_to_hub a model card. It appears at output_dir
-    # only once complete.
-    with final_folder(trainer, run):
-        if results is not None:
-            trainer.save_metrics("eval", metrics)
-        save_and_push(trainer, "reward", script_args)
+    finish(trainer, run, "reward", judge, "rerun with another --seed, or longer phases (--detect_steps)", script_args)
     return trainer
 
 

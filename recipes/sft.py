@@ -13,12 +13,11 @@ from trl import SFTConfig, SFTTrainer
 
 from ppo_double.args import fit_to_device, parse_args
 from ppo_double.callbacks import compact_console
-from ppo_double.checkpoints import final_folder, start_run
-from ppo_double.checks import check_result, shortfalls
+from ppo_double.checkpoints import start_run
 from ppo_double.data import sft_dataset
 from ppo_double.errors import run as run_main
-from ppo_double.evaluate import evaluate, format_table, save_results
-from ppo_double.hub import save_and_push
+from ppo_double.evaluate import evaluate, format_table
+from ppo_double.finish import finish
 from ppo_double.modeling import build_policy, load_tokenizer
 from ppo_double.signals import train
 from ppo_double.task import UNPREFIXED, heldout_prompts
@@ -59,21 +58,17 @@ def main(argv=None):
     compact_console(trainer)  # one short line per log (step, loss, token accuracy, lr), not the metrics dict
     train(trainer, run.resume_from())  # stops cleanly on SIGTERM / Ctrl-C (ppo_double/signals.py)
 
-    # The result, checked before anything is saved: the judge on held-out unprefixed prompts.
-    results, problems = None, None
-    if script_args.eval_after_training and trainer.accelerator.is_main_process:
-        results = evaluate(trainer.model, tokenizer, heldout_prompts(prefixed=False), seed=training_args.seed)
+    # The result, checked before anything is saved: the judge on held-out unprefixed prompts. Then the final folder:
+    # those numbers, the model, and with --push_to_hub the same folder on the Hub with a model card. It appears at
+    # output_dir only once complete.
+    def judge(model):
+        results = evaluate(model, tokenizer, heldout_prompts(prefixed=False), seed=training_args.seed)
         print(format_table(results))
         measured = {"sampled correct": results["sampled"][UNPREFIXED]["correct"]}
-        problems = shortfalls(measured, {"sampled correct": script_args.min_sampled_correct})
-    check_result(trainer, "SFT", problems, "train longer (--max_steps) or from another --seed")
+        return results, measured, {"sampled correct": script_args.min_sampled_correct}
 
-    # The final folder: those numbers, the model, and with --push_to_hub the same folder on the Hub with a model
-    # card. It appears at output_dir only once complete.
-    with final_folder(trainer, run) as folder:
-        if results is not None:
-            save_results(results, f"{folder}/eval_results.json")
-        save_and_push(trainer, "sft", script_args)
+    fix = "train longer (--max_steps) or from another --seed"
+    finish(trainer, run, "sft", judge if script_args.eval_after_training else None, fix, script_args)
     return trainer
 
 

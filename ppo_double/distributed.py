@@ -1,0 +1,148 @@
+"""What makes a stage right on N processes under every engine accelerate runs (DDP, DeepSpeed ZeRO-2/3, FSDP).
+
+Training itself is the trainers' business. What is ours is what happens around it on the model's *whole* weights:
+the judge during RL, the final evaluation, the saved folder. Under ZeRO-3 (and FSDP) each process holds a shard of
+every weight, and a forward pass is a collective that every process must run in step; so here
+
+- `full_weights(trainer)` gives every process the whole weights for a block (DeepSpeed's GatheredParameters, through
+  TRL's own `unwrap_model_for_generation`, as TRL does for its rollouts);
+- `gathered_model(trainer)` gives the main process a plain, unsharded copy of the trained policy with its LoRA
+  adapters merged: the model that is judged, saved and pushed (the engines' own save paths cannot merge LoRA and
+  need every process);
+- `on_main(fn)` runs `fn` once, on the main process, and gives every process its result.
+"""
+
+import os
+from contextlib import contextmanager
+
+import torch
+from accelerate import PartialState
+from accelerate.utils import DistributedType, broadcast_object_list
+
+from .errors import UsageError
+
+
+def on_main(fn, *args, **kwargs):
+    """`fn(*args, **kwargs)` on the main process only; every process returns its (picklable) result. The others
+    wait: judging once is N times less work than judging on every process, and all processes then decide alike."""
+    state = PartialState()
+    result = fn(*args, **kwargs) if state.is_main_process else None
+    return broadcast_object_list([result])[0] if state.num_processes > 1 else result
+
+
+def engine(trainer):
+    """The model as the engine wraps it (DeepSpeedEngine, DDP, FSDP module, or the model itself)."""
+    return getattr(trainer, "model_wrapped", None) or trainer.model
+
+
+@contextmanager
+def full_weights(trainer):
+    """The trainer's model, unwrapped, with its whole weights on every process for the block: under ZeRO-3 they are
+    gathered (every process must enter), elsewhere they already are. Changes to them inside the block are lost."""
+    from trl.models.utils import unwrap_model_for_generation
+
+    with unwrap_model_for_generation(engine(trainer), trainer.accelerator) as model:
+        yield model
+
+
+def policy_of(model):
+    """The policy inside a trainer's model: PPO's wraps policy and value model together."""
+    return getattr(model, "policy", model)
+
+
+def gathered_model(trainer):
+    """A plain copy of the trained policy, unsharded and with any LoRA adapter merged, on the main process (None on the
+    others). Every process must call it: gathering the shards is a collective."""
+    with full_weights(trainer) as model:
+        policy = policy_of(model)
+        state = {name: _whole(tensor) for name, tensor in policy.state_dict().items()}
+    if not trainer.accelerator.is_main_process:
+        return None
+    if hasattr(policy, "peft_config"):  # a PeftModel: the same adapter on a fresh base, then merged
+        from peft import get_peft_model
+
+        base = policy.get_base_model()
+        with torch.random.fork_rng():
+            copy = get_peft_model(plain_model(type(base), base.config), policy.peft_config[policy.active_adapter])
+        copy.load_state_dict(state)
+        copy = copy.merge_and_unload()
+    else:
+        copy = plain_model(type(policy), policy.config, state)
+    if getattr(policy, "generation_config", None) is not None:
+        copy.generation_config = policy.generation_config
+    return copy.to(trainer.accelerator.device)
+
+
+@contextmanager
+def editable(*params):
+    """For the block, `params` hold their whole values and what the main process writes into them is kept: under
+    ZeRO-3 a model loaded by from_pretrained is already partitioned (zero.Init)."""
+    if not any(hasattr(p, "ds_id") for p in params):
+        yield
+        return
+    import deepspeed
+
+    with deepspeed.zero.GatheredParameters(list(params), modifier_rank=0):
+        yield
+
+
+def new_accelerator_state() -> None:
+    """Let the next Trainer of this process set up accelerate again. DeepSpeed's plugin is taken by the first
+    Accelerator only, and a second Trainer (the reward stage's next phase) would be refused: transformers' Trainer
+    resets the state the same way before it rebuilds its own Accelerator."""
+    from accelerate.state import AcceleratorState
+
+    if AcceleratorState._shared_state and AcceleratorState().distributed_type == DistributedType.DEEPSPEED:
+        AcceleratorState._reset_state()
+
+
+def _whole(tensor: torch.Tensor) -> torch.Tensor:
+    """A CPU copy of a weight; an FSDP shard (a DTensor) is gathered first, a collective: every process copies."""
+    if hasattr(tensor, "full_tensor"):
+        tensor = tensor.full_tensor()
+    return tensor.detach().to("cpu", copy=True)
+
+
+def plain_model(model_class, config, state_dict=None):
+    """`model_class(config)` (holding `state_dict`): built by its constructor, so never partitioned by DeepSpeed's
+    `zero.Init`, which `from_pretrained` and `from_config` enter under ZeRO-3 (a collective the other processes
+    would not join)."""
+    with torch.random.fork_rng():  # its random initial weights must not move the run's random stream
+        model = model_class(config)
+    if state_dict is not None:
+        model.load_state_dict(state_dict)
+    return model
+
+
+def load_plain(path: str, model_class, config=None):
+    """A saved folder as a plain `model_class` (see `plain_model`), safetensors only."""
+    from safetensors.torch import load_file
+
+    config = config or model_class.config_class.from_pretrained(path)
+    return plain_model(model_class, config, load_file(os.path.join(path, "model.safetensors")))
+
+
+@contextmanager
+def saves_plain(trainer, model):
+    """For the block, the trainer saves (and pushes) `model`, the plain copy from `gathered_model`, through its own
+    `save_model` / `push_to_hub` as after a one-process run: the engine's save path would gather the shards again and
+    save an adapter instead of merged weights. The other processes (`model` None) save nothing, as there."""
+    saved = {name: getattr(trainer, name) for name in ("model", "is_deepspeed_enabled", "is_fsdp_enabled")}
+    trainer.model = model if model is not None else trainer.accelerator.unwrap_model(trainer.model)
+    trainer.is_deepspeed_enabled = trainer.is_fsdp_enabled = False
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            setattr(trainer, name, value)
+
+
+def check_engine_runs_here() -> None:
+    """UsageError for a launch config that cannot run on this machine, before any work: accelerate runs FSDP only on
+    accelerators; on CPU it would silently train as DDP."""
+    fsdp = os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
+    if fsdp and not torch.cuda.is_available():
+        raise UsageError(
+            "fsdp.yaml needs GPUs: without one, accelerate runs FSDP as plain DDP (every process holds every weight). "
+            "On CPU use recipes/accelerate/zero3.yaml (DeepSpeed, sharded) or zero2.yaml, or torchrun for DDP"
+        )
