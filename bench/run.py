@@ -45,9 +45,10 @@ from ppo_double.task import PREFIXES  # noqa: E402
 
 ROOT = pipeline.ROOT
 STUDY_KEYS = {"description", "stages", "seeds", "variants", "defaults", "measure", "readme", "baselines"}
-# a variant's settings (algorithm, threads, each stage's extra arguments), and two that are not settings: its own
-# seeds (instead of the study's) and `signature`, the logged metric its picture shows beside the judge's curves
-VARIANT_KEYS = {"algorithm", "threads", *pipeline.STAGES, "seeds", "signature"}
+# a variant's settings (algorithm, threads, the RL stage's processes, each stage's extra arguments), and two that are
+# not settings: its own seeds (instead of the study's) and `signature`, the logged metric its picture shows beside the
+# judge's curves
+VARIANT_KEYS = {"algorithm", "threads", "processes", *pipeline.STAGES, "seeds", "signature"}
 # Every target of a run, on the held-out test numbers (issue 22): greedy and sampled exact match per prefix, the
 # sampled correct-double share no lower than the SFT's (the eval stage samples both on the same prompts), the greedy
 # correct share on the validation numbers never below FLOOR_CORRECT while the RL stage trains, and the reward
@@ -103,6 +104,8 @@ def settings(study: dict, variant: str) -> dict:
     study's defaults, then its own) and a digest of the recipes' YAML defaults."""
     merged = {**(study.get("defaults") or {}), **(study["variants"][variant] or {})}
     out = {"algorithm": merged.get("algorithm", "ppo"), "threads": merged.get("threads")}
+    if merged.get("processes", 1) != 1:  # (absent at 1: the keys of the runs stored before it existed stay)
+        out["processes"] = merged["processes"]
     for stage in pipeline.STAGES:
         out[stage] = list(NO_FLOORS.get(stage, [])) if study.get("measure") else []
         out[stage] += shlex.split(str((study.get("defaults") or {}).get(stage, "")))
@@ -130,6 +133,7 @@ def stage_folders(work: Path, seed: int, given: dict) -> dict[str, Path]:
     paths = {}
     for stage, needs in upstream.items():
         parts = [seed, given["algorithm"] if stage in ("rl", "eval") else None, given["threads"]]
+        parts += [given["processes"]] if "processes" in given and stage in ("rl", "eval") else []
         parts += [(given[s], recipe_defaults(s, given["algorithm"])) for s in needs]
         digest = hashlib.sha1(json.dumps(parts).encode()).hexdigest()[:10]
         name = f"{stage if stage != 'rl' else given['algorithm']}-seed{seed}-{digest}"
@@ -279,7 +283,7 @@ class Runner:
         """One run: the stages not already cached (a stage two runs share waits for the first to finish it)."""
         given = settings(self.study, variant)
         paths = stage_folders(self.work, seed, given)
-        commands = pipeline.stage_commands(paths, seed, given["algorithm"], given)
+        commands = pipeline.stage_commands(paths, seed, given["algorithm"], given, processes=given.get("processes", 1))
         todo = [s for s in pipeline.STAGES if s in self.study["stages"]]
         logs = {s: Path(f"{paths[s]}.log") for s in todo}
         stages: dict[str, dict] = {}

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from accelerate import PartialState
 
+from .distributed import on_main
 from .errors import UsageError, first_line, on_full_disk
 
 logger = logging.getLogger(__name__)
@@ -59,13 +60,35 @@ def checkpoint_problem(checkpoint: str | Path) -> str | None:
         return f"unfinished: no readable {TRAINER_STATE}"
     if not any((checkpoint / name).is_file() for name in (WEIGHTS, "adapter_model.safetensors")):
         return f"broken: no {WEIGHTS}"
-    if not (checkpoint / "optimizer.pt").is_file():
-        return "broken: no optimizer.pt"
+    if problem := optimizer_problem(checkpoint):
+        return problem
     for path in checkpoint.rglob("*"):  # PPO's value_model/ included
         torn_safetensors = path.suffix == ".safetensors" and safetensors_error(path)
         torn_zip = path.suffix in (".pt", ".pth") and not zipfile.is_zipfile(path)  # torch.save's zip ends in its index
         if torn_safetensors or torn_zip:
             return f"broken: {path.relative_to(checkpoint)} is truncated or corrupted"
+    return None
+
+
+def optimizer_problem(checkpoint: Path) -> str | None:
+    """Why a checkpoint's optimizer state cannot be resumed from, in whichever engine's layout it is: `optimizer.pt`
+    (one process, DDP); DeepSpeed's `latest`, naming a `global_step*/` folder with one `*optim_states.pt` shard per
+    process (a ZeRO checkpoint resumes on as many processes as wrote it); FSDP's `optimizer.bin` or `optimizer_0/`."""
+    if any((checkpoint / name).exists() for name in ("optimizer.pt", "optimizer.bin", "optimizer_0")):
+        return None
+    try:
+        tag = (checkpoint / "latest").read_text(encoding="utf-8").strip()
+    except OSError:
+        return "broken: no optimizer.pt"
+    shards = len(list((checkpoint / tag).glob("*optim_states.pt")))
+    if not shards:
+        return f"broken: DeepSpeed's {tag}/ holds no optimizer state"
+    processes = PartialState().num_processes
+    if shards != processes:
+        return (
+            f"incompatible: DeepSpeed saved it on {shards} processes, this run has {processes} (relaunch with "
+            f"--num_processes {shards})"
+        )
     return None
 
 
@@ -127,23 +150,31 @@ class StageRun:
     resume: bool | str  # True: from the latest complete checkpoint; False: from scratch; str: from that checkpoint
 
     def resume_from(self, subfolder: str = "") -> str | None:
-        """The checkpoint the trainer writing to `checkpoints_dir/subfolder` resumes from (None: from scratch).
+        """The checkpoint the trainer writing to `checkpoints_dir/subfolder` resumes from (None: from scratch): chosen
+        once, by the main process, for every process (on a cluster each node may list a shared folder differently).
 
         A checkpoint given by path is the stage's main trainer's; other trainers (subfolders) resume their latest.
         """
+        checkpoint, refusal = on_main(self._choose, subfolder)
+        if refusal:
+            raise UsageError(refusal)
+        return checkpoint
+
+    def _choose(self, subfolder: str) -> tuple[str | None, str | None]:
+        """(The checkpoint to resume from, None) or (None, why the run must not start over silently)."""
         if isinstance(self.resume, str) and not subfolder:
-            return self.resume
+            return self.resume, None
         folder = os.path.join(self.checkpoints_dir, subfolder) if subfolder else self.checkpoints_dir
         if self.resume is False:
-            return None
+            return None, None
         checkpoint, skipped = scan_checkpoints(folder)
         for path, problem in skipped:
             logger.warning("skipping %s (%s)", path, problem)
-        broken = [(path, problem) for path, problem in skipped if problem.startswith("broken")]
-        if broken and not checkpoint:
+        kept = [(path, problem) for path, problem in skipped if problem.startswith(("broken", "incompatible"))]
+        if kept and not checkpoint:
             # Starting over silently would throw away a run that may have trained for hours.
-            path, problem = broken[0]
-            raise UsageError(
+            path, problem = kept[0]
+            return None, (
                 f"{path} is {problem} and there is no earlier complete checkpoint in {folder}: pass "
                 f"--resume_from_checkpoint false to start over (it deletes {self.checkpoints_dir})"
             )
@@ -151,7 +182,7 @@ class StageRun:
             logger.warning("resuming from %s (--resume_from_checkpoint false starts over)", checkpoint)
         else:
             logger.warning("no checkpoint in %s: training from scratch", folder)
-        return checkpoint
+        return checkpoint, None
 
 
 def start_run(training_args) -> StageRun:

@@ -5,9 +5,11 @@ Each library message turned off here is named, with why it tells a user of this 
 """
 
 import logging
+import os
 import warnings
 
 import datasets
+import torch
 from transformers.utils import logging as hf_logging
 from trl.import_utils import TRLExperimentalWarning
 
@@ -44,6 +46,18 @@ def quiet_library_output() -> None:
     hf_logging.get_logger("transformers.generation.utils").addFilter(
         _DropMessage("Passing `generation_config` together with generation-related arguments")
     )
+    # Without a GPU DeepSpeed picks its CPU accelerator, with a warning that it could not find one: say which instead.
+    if not torch.cuda.is_available():
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")
+    # DeepSpeed's import loads torch's C++ extension builder, which warns that it found no CUDA runtime: DeepSpeed's
+    # ops are not built here (its Python engine runs on CPU), so nothing is missing.
+    logging.getLogger("torch.utils.cpp_extension").addFilter(_DropMessage("No CUDA runtime is found"))
+    # DeepSpeed 0.19's ZeRO calls torch.distributed's all_gather_into_tensor and reduce_scatter_tensor, which torch 2.14
+    # deprecates, at every step: DeepSpeed's code, nothing a user of this project can change.
+    for collective in ("all_gather_into_tensor", "reduce_scatter_tensor"):
+        warnings.filterwarnings(
+            "ignore", message=f"`torch.distributed.{collective}` is deprecated", category=FutureWarning
+        )
     # Bars for loading, writing and uploading a few-MB model (milliseconds to seconds) and for SFTTrainer's dataset
     # preparation (well under a second): the training bar is the one that tells how far a run is.
     hf_logging.disable_progress_bar()

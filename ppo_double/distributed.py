@@ -138,11 +138,18 @@ def saves_plain(trainer, model):
 
 
 def check_engine_runs_here() -> None:
-    """UsageError for a launch config that cannot run on this machine, before any work: accelerate runs FSDP only on
-    accelerators; on CPU it would silently train as DDP."""
-    fsdp = os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
-    if fsdp and not torch.cuda.is_available():
+    """UsageError for a launch config that cannot run on this machine, before any work, rather than a silent
+    substitute: accelerate runs FSDP only on accelerators (on CPU it would train as DDP), and a config that names GPUs
+    (single_gpu.yaml: gpu_ids 0) would train on the CPU."""
+    if torch.cuda.is_available():
+        return
+    if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true":
         raise UsageError(
             "fsdp.yaml needs GPUs: without one, accelerate runs FSDP as plain DDP (every process holds every weight). "
-            "On CPU use recipes/accelerate/zero3.yaml (DeepSpeed, sharded) or zero2.yaml, or torchrun for DDP"
+            "On CPU use recipes/accelerate/zero3.yaml (DeepSpeed, sharded) or zero2.yaml, or multi_gpu.yaml for DDP"
+        )
+    if os.environ.get("CUDA_VISIBLE_DEVICES"):
+        raise UsageError(
+            f"the launch asks for GPU {os.environ['CUDA_VISIBLE_DEVICES']} (CUDA_VISIBLE_DEVICES, as single_gpu.yaml "
+            "sets it) but torch sees none: on CPU launch without a config file or with recipes/accelerate/cpu.yaml"
         )

@@ -86,13 +86,18 @@ def run(main, argv=None) -> None:
     from .checks import BelowFloor
 
     exit_codes = {UsageError: 2, BelowFloor: 3, DiskFull: DISK_FULL_EXIT}
+    # Every process of a multi-process run raises the same refusal, verdict or stop (each is agreed between them): the
+    # first prints it. A full disk is each machine's own.
+    first = os.environ.get("RANK", "0") == "0"
     try:
         main(argv)
     except tuple(exit_codes) as err:
-        print(f"error: {err}", file=sys.stderr)
+        if first or isinstance(err, DiskFull):
+            print(f"error: {err}", file=sys.stderr)
         sys.exit(next(code for kind, code in exit_codes.items() if isinstance(err, kind)))
     except Stopped as err:  # asked for, not an error: its own line
-        print(err, file=sys.stderr)
+        if first:
+            print(err, file=sys.stderr)
         sys.exit(err.exit_code)
     except OSError as err:  # a full disk outside the checkpoint and final-folder writes (a log, a results file)
         if err.errno != errno.ENOSPC:

@@ -44,13 +44,17 @@ def stage_commands(
     algorithm: str = "ppo",
     overrides: dict[str, list[str]] | None = None,
     accelerate_config: str | None = None,
+    processes: int = 1,
 ) -> dict[str, list[str]]:
     """Each stage's command, reading and writing `paths` (see `folders`), with `overrides` appended per stage
-    (argparse: the last value wins). `seed` sets every stage's seed and data seed; None keeps the YAMLs'."""
+    (argparse: the last value wins). `seed` sets every stage's seed and data seed; None keeps the YAMLs'. The RL stage
+    runs on `processes` connected processes (DDP; gloo without a GPU)."""
     python, accelerate = sys.executable, str(Path(sys.executable).parent / "accelerate")
     sft, reward, rl, eval_json = (str(paths[stage]) for stage in STAGES)
     seeded = [] if seed is None else ["--seed", str(seed), "--data_seed", str(seed)]
     launch = ["--config_file", accelerate_config] if accelerate_config else list(LAUNCH_ARGS)
+    if processes != 1:
+        launch = [*launch, "--num_processes", str(processes), *(() if accelerate_config else ("--multi_gpu",))]
     commands = {
         "sft": [python, "recipes/sft.py", *seeded, "--output_dir", sft],
         "reward": [python, "recipes/reward.py", *seeded, "--output_dir", reward],

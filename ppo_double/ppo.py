@@ -211,13 +211,18 @@ class PPOTrainer(TRLPPOTrainer):
                 f"{checkpoint} has no {VALUE_MODEL}/ (not a ppo_double PPO checkpoint): pass another one, or "
                 "--resume_from_checkpoint false to start over"
             )
-        models = self.accelerator.unwrap_model(self.model)
-        self._load_from_checkpoint(checkpoint, model=models.policy)  # full weights, or the LoRA adapter
-        models.value_model.load_state_dict(load_file(value_weights))
-        # Trainer._load_optimizer_and_scheduler needs attributes TRL's PPOTrainer never sets; these are its two loads
-        # (weights_only: tensors and plain containers, no pickled code).
-        for target, name in ((self.optimizer, "optimizer.pt"), (self.lr_scheduler, "scheduler.pt")):
-            target.load_state_dict(torch.load(os.path.join(checkpoint, name), map_location="cpu", weights_only=True))
+        # (weights_only below: tensors and plain containers, no pickled code)
+        if self.is_deepspeed_enabled:  # DeepSpeed's own checkpoint: policy, value model and this process's shard of
+            self.model.load_checkpoint(checkpoint, load_lr_scheduler_states=False)  # the optimizer state
+        else:
+            models = self.accelerator.unwrap_model(self.model)
+            self._load_from_checkpoint(checkpoint, model=models.policy)  # full weights, or the LoRA adapter
+            models.value_model.load_state_dict(load_file(value_weights))
+            # Trainer._load_optimizer_and_scheduler needs attributes TRL's PPOTrainer never sets: its load, by hand.
+            optimizer = torch.load(os.path.join(checkpoint, "optimizer.pt"), map_location="cpu", weights_only=True)
+            self.optimizer.load_state_dict(optimizer)
+        scheduler = torch.load(os.path.join(checkpoint, "scheduler.pt"), map_location="cpu", weights_only=True)
+        self.lr_scheduler.load_state_dict(scheduler)
         saved = type(self.state).load_from_json(os.path.join(checkpoint, TRAINER_STATE))  # TRL's, with `episode`
         # TRL's loop runs updates 1..num_total_batches and resets the state first: run only the remaining updates,
         # and put the saved state back once it has been reset (on_train_begin, before any other callback).

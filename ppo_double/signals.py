@@ -15,6 +15,7 @@ import os
 import shutil
 import signal
 import threading
+import time
 
 import torch
 from accelerate import PartialState
@@ -29,15 +30,20 @@ SIGNALS = (signal.SIGTERM, signal.SIGINT)
 class StopOnSignal(TrainerCallback):
     """Save and stop at the next step end after SIGTERM or SIGINT (see the module docstring).
 
-    The stop waits for a step at which the trainer logs (every `logging_steps`): transformers and TRL average the
-    loss and metrics over the steps since the last log and do not checkpoint that running sum, so a stop between logs
-    would make the resumed run's next logged numbers differ from an uninterrupted run's. `every_step` (PPO, whose
-    loop logs every update) stops at the very next step.
+    The stop waits for the next step at which the trainer logs (every `logging_steps`) when that comes within
+    `GRACE_SECONDS` at the pace of the last step: transformers and TRL average the loss and metrics over the steps since
+    the last log and do not checkpoint that running sum, so a stop between logs makes the resumed run log one more
+    entry (the partial average, at the stop) than an uninterrupted run; its weights are the same either way. A
+    scheduler's notice leaves ~30 s: a farther log is not waited for. `every_step` (PPO, whose loop logs every update)
+    stops at the very next step. The processes of a multi-process run agree after every step.
     """
+
+    GRACE_SECONDS = 10.0
 
     def __init__(self, every_step: bool = False):
         self.every_step = every_step
         self.received = 0  # the signal's number, once one came
+        self.last_step_end = None
 
     def handle(self, signum, frame):
         if self.received:
@@ -47,24 +53,30 @@ class StopOnSignal(TrainerCallback):
         self.received = signum
 
     def on_step_end(self, args, state, control, **kwargs):
-        every = 1 if self.every_step or not state.logging_steps else state.logging_steps
-        if state.global_step % every and state.global_step < state.max_steps:
-            return
+        now, last, self.last_step_end = time.perf_counter(), self.last_step_end, time.perf_counter()
         self.received = _agreed(self.received)
-        if self.received:
-            control.should_save = True
-            control.should_training_stop = True
+        if not self.received:
+            return
+        every = 1 if self.every_step or not state.logging_steps else state.logging_steps
+        to_log = -state.global_step % every
+        if to_log and state.global_step < state.max_steps:
+            wait = to_log * (now - last) if last is not None else 0.0  # seconds to the next log at this pace
+            if _agreed(wait) <= self.GRACE_SECONDS:
+                return
+            control.should_log = True  # the partial average, so that no step's loss goes unlogged
+        control.should_save = True
+        control.should_training_stop = True
 
 
-def _agreed(received: int) -> int:
-    """The signal any process received (the highest number): every process must stop at the same step, or the
-    others would wait forever for the one that stopped."""
+def _agreed(value: float) -> float:
+    """The highest `value` of all processes (a received signal's number, a wait): every process must stop at the same
+    step, or the others would wait forever for the one that stopped."""
     state = PartialState()
     if state.num_processes == 1:
-        return received
-    flag = torch.tensor(received, device=state.device)
+        return value
+    flag = torch.tensor(value, dtype=torch.float64, device=state.device)
     torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
-    return int(flag.item())
+    return type(value)(flag.item())
 
 
 def train(trainer, resume_from_checkpoint: str | None = None) -> None:
@@ -84,6 +96,7 @@ def train(trainer, resume_from_checkpoint: str | None = None) -> None:
             signal.signal(signum, signal.SIG_DFL if handler is None else handler)  # None: set outside Python
         trainer.remove_callback(callback)
     if callback.received:
+        trainer.accelerator.wait_for_everyone()  # the main process may still be writing the checkpoint
         step = trainer.state.global_step
         saved = os.path.join(folder, f"checkpoint-{step}")
         where = (

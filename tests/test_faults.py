@@ -20,7 +20,7 @@ import pytest
 import torch
 from test_resume import STAGE_ARGS, assert_same_run, run, stage_args
 
-from conftest import ROOT, load_recipe
+from conftest import ROOT, load_recipe, weights
 from ppo_double import signals
 from ppo_double.checkpoints import LOCK, checkpoints_dir, is_complete, last_complete_checkpoint, lock_folder
 from ppo_double.errors import DISK_FULL_EXIT, is_disk_full
@@ -127,6 +127,28 @@ def test_sigterm_saves_and_the_rerun_ends_as_an_uninterrupted_run(
             results.pop("detect/heldout_accuracy", None), results.pop("detect/learned_at_step", None)
             (folder / "eval_results.json").write_text(json.dumps(results))
     assert_same_run(reference(stage), out)
+
+
+def test_a_far_logging_step_is_not_waited_for(reference, tiny_sft, tiny_reward, tmp_path, monkeypatch):
+    """When the next logging step is further away than the grace (here: any), the run stops after the very next step
+    and logs the partial average there; it resumes to the same weights and judge numbers, and every later step's loss
+    is logged as in the uninterrupted run."""
+    out = tmp_path / "out"
+    args = args_for("sft", out, tiny_sft, tiny_reward)
+    monkeypatch.setattr(signals.StopOnSignal, "GRACE_SECONDS", 0.0)
+    send_at(monkeypatch, signal.SIGTERM, 7)
+    with pytest.raises(signals.Stopped, match=r"at step 8: checkpoint saved in .*/checkpoint-8;"):
+        load_recipe("sft").main(args)
+    monkeypatch.undo()
+    load_recipe("sft").main(args)
+    a, b = weights(reference("sft")), weights(out)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    logged = [json.loads((f / "trainer_state.json").read_text())["log_history"] for f in (reference("sft"), out)]
+    losses = [{e["step"]: e["loss"] for e in history if "loss" in e} for history in logged]
+    assert sorted(losses[1]) == [5, 8, 10, 15, 20, 25, 30, 35, 40]  # step 8: the partial average at the stop
+    assert {step: loss for step, loss in losses[1].items() if step > 10} == {
+        step: loss for step, loss in losses[0].items() if step > 10
+    }
 
 
 def test_the_reward_stage_stops_inside_its_phase_and_the_rerun_resumes_that_phase(
