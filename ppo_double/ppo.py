@@ -93,6 +93,10 @@ class PPOTrainer(TRLPPOTrainer):
         self.value_warmup_updates = value_warmup_updates
         super().__init__(*args, **kwargs)
         self.reward_model.to(self.accelerator.device)  # TRL does it only without DeepSpeed (see _prepare_deepspeed)
+        if isinstance(self.model, torch.nn.parallel.DistributedDataParallel):
+            # With LoRA (no reference copy) TRL's loop reads `model.policy` on the DDP-wrapped model for the reference
+            # pass, which DDP does not forward (DeepSpeed's engine does): a plain attribute, not a second submodule.
+            object.__setattr__(self.model, "policy", self.accelerator.unwrap_model(self.model).policy)
 
     def create_optimizer(self, model=None):
         """Trainer's optimizer over policy and value model, each parameter group split in a policy and a value part.
