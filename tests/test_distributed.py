@@ -2,6 +2,7 @@
 DeepSpeed ZeRO-2 and ZeRO-3. Every stage reaches a loadable final folder, the ranks agree on the stop, a run stopped
 by SIGTERM to its process group or killed resumes, and a broken launch is refused."""
 
+import hashlib
 import json
 import os
 import signal
@@ -46,8 +47,6 @@ def environment() -> dict:
 
 
 def sha256_of(folder) -> str:
-    import hashlib
-
     digest = hashlib.sha256()
     for name, tensor in sorted(load_file(str(Path(folder) / "model.safetensors")).items()):
         digest.update(name.encode() + tensor.to(torch.float32).contiguous().numpy().tobytes())
@@ -87,9 +86,9 @@ def test_every_stage_runs_under_the_config(config, tmp_path):
 
 
 def ppo_args(tiny_sft, tiny_reward, out) -> list[str]:
-    """16 updates of 32 episodes (16 per process), a checkpoint every 2."""
+    """8 updates of 32 episodes (16 per process), a checkpoint every 2, the judge at updates 4 and 8."""
     args = tiny_ppo_args(tiny_sft, tiny_reward, out)
-    return [*args, "--total_episodes", "512", "--save_steps", "2", "--save_total_limit", "2", "--logging_steps", "4"]
+    return [*args, "--total_episodes", "256", "--save_steps", "2", "--save_total_limit", "2", "--judge_every", "4"]
 
 
 def start(config, args, tmp_path, log):
