@@ -8,19 +8,33 @@ ACCELERATE_CONFIG ?=
 LAUNCH_ARGS := $(if $(ACCELERATE_CONFIG),--config_file $(ACCELERATE_CONFIG),--num_processes 1 --num_machines 1 \
 	--mixed_precision no --dynamo_backend no)
 
-.PHONY: help install sft reward reward-tutorial ppo grpo rloo eval plots bench sweep all summary test test-fast lint \
+.PHONY: help install lock newest sft reward reward-tutorial ppo grpo rloo eval plots bench sweep all summary test test-fast lint \
 	format clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
-$(BIN)/activate: pyproject.toml
+# requirements.lock: the exact versions the test suite and the store's newest records ran with. pip -c pins every
+# package the project pulls in (and ignores those a platform does not need), so a new release is tried on purpose
+# (`make newest`), never by accident.
+$(BIN)/activate: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e ".[dev]"
+	$(BIN)/pip install -q -c requirements.lock -e ".[dev]"
 	@touch $@
 
-install: $(BIN)/activate  ## create .venv and install the package with dev tools
+install: $(BIN)/activate  ## create .venv with the locked versions (requirements.lock) and the dev tools
+
+lock: install  ## rewrite requirements.lock from .venv (after installing and testing new versions on purpose)
+	@{ sed -n '1,2p' requirements.lock; $(BIN)/pip freeze --exclude-editable; } > requirements.lock.new
+	@mv requirements.lock.new requirements.lock && echo "requirements.lock: $$(grep -c '==' requirements.lock) packages"
+
+newest:  ## the newest releases pyproject allows, in .venv-newest, and the fast tests on them (the lock test excluded)
+	$(PYTHON) -m venv .venv-newest
+	.venv-newest/bin/pip install -q --upgrade pip
+	.venv-newest/bin/pip install -q --upgrade --upgrade-strategy eager -e ".[dev]"
+	@.venv-newest/bin/pip freeze --exclude-editable | diff requirements.lock - | grep '^[<>]' || true
+	.venv-newest/bin/pytest -q --ignore tests/test_versions.py
 
 sft: install  ## stage 1: SFT -> outputs/sft (ARGS="--max_steps 500" to override the YAML)
 	$(BIN)/python recipes/sft.py $(ARGS)
