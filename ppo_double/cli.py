@@ -11,12 +11,10 @@ and exit code 2, never a traceback.
 """
 
 import argparse
-import json
 import os
 import sys
 
 from .errors import UsageError
-from .pipeline import SIDE_BY_SIDE, pipeline_seconds
 from .task import EOS, PREFIXES, UNPREFIXED, heldout_selection, make_prompt, parse_prompt, prefix_for
 from .tokenizer import VOCAB
 
@@ -180,36 +178,10 @@ def cmd_compare(args) -> int:
     return 0
 
 
-STAGE_FOLDERS = {"sft": "SFT policy", "reward": "reward classifier", "ppo": "PPO policy"}
-
-
 def cmd_summary(args) -> int:
-    from .evaluate import format_comparison
+    from .summary import summarize
 
-    def path(name: str) -> str:
-        return os.path.join(args.runs_dir, name)
-
-    folders = [f"{path(name)} ({what})" for name, what in STAGE_FOLDERS.items() if os.path.isdir(path(name))]
-    if not folders:
-        raise UsageError(f"no stage output under {args.runs_dir!r}: run the stages first (make all)")
-    if os.path.isfile(path("wall_times.tsv")):  # written by `make all`, one `stage<TAB>seconds` line per stage
-        with open(path("wall_times.tsv"), encoding="utf-8") as f:
-            times = dict(line.split("\t") for line in f.read().splitlines() if line)
-        times = {stage: int(seconds) for stage, seconds in times.items()}
-        total = pipeline_seconds(times)  # sft and reward ran side by side, both timed from their common start
-        side_by_side = [stage for stage in SIDE_BY_SIDE if stage in times]
-        stages = [" and ".join(f"{s} {times[s]} s" for s in side_by_side) + " side by side"] if side_by_side else []
-        stages += [f"{stage} {seconds} s" for stage, seconds in times.items() if stage not in side_by_side]
-        print(f"wall time: {', '.join(stages)}; total {total // 60} min {total % 60} s\n")
-    if os.path.isfile(path("eval.json")):  # written by `make eval`: {baseline: results, model: results}
-        with open(path("eval.json"), encoding="utf-8") as f:
-            (before, old), (after, new) = list(json.load(f).items())[-2:]
-        print(f"before ({before}) -> after ({after}), held-out test numbers:\n{format_comparison(old, new)}\n")
-    print(f"models (save_pretrained folders): {', '.join(folders)}\n")
-    print("try next:")
-    print(f"  ppo-double generate {path('ppo')} 大写:3164 小写:3164 数字:3164")
-    print(f"  ppo-double compare {path('sft')} {path('ppo')}")
-    print("  make plots    # PNG plots of the runs' logs -> outputs/plots/")
+    print(summarize(args.runs_dir))
     return 0
 
 

@@ -19,9 +19,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from .summary import SIDE_BY_SIDE, pipeline_seconds, summarize  # noqa: F401 (pipeline_seconds: for the bench)
+
 ROOT = Path(__file__).resolve().parent.parent
 STAGES = ("sft", "reward", "rl", "eval")
-SIDE_BY_SIDE = ("sft", "reward")
 ALGORITHMS = ("ppo", "grpo", "rloo")
 # What the Makefile passes `accelerate launch` without a config file (else it lists the defaults it assumed).
 LAUNCH_ARGS = ("--num_processes", "1", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no")
@@ -81,12 +82,6 @@ def run_stage(command: list[str], log: Path | None = None, threads: int | None =
 
 def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
     return "\n".join(Path(path).read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
-
-
-def pipeline_seconds(seconds: dict[str, float]) -> float:
-    """Wall time of the stages in `seconds` as the pipeline runs them: the longer of SFT and reward, then the rest."""
-    together = [value for stage, value in seconds.items() if stage in SIDE_BY_SIDE]
-    return max(together, default=0) + sum(value for stage, value in seconds.items() if stage not in SIDE_BY_SIDE)
 
 
 def run(
@@ -151,9 +146,8 @@ def main(argv=None) -> int:
     if code:
         return code
     print("\n==> summary")
-    from .cli import main as cli
-
-    return cli(["summary", "--runs_dir", str(out)])
+    print(summarize(str(out)))
+    return 0
 
 
 if __name__ == "__main__":
