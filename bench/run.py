@@ -344,7 +344,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--work_dir", type=Path, default=Path("outputs/studies"), help="the stages' cached outputs")
     parser.add_argument("--store", type=Path, help="the store file (default: bench/results/<study>.jsonl)")
     parser.add_argument("--report-only", action="store_true", help="run nothing: the tables from the store")
-    parser.add_argument("--readme", type=Path, help="also write the tables between the study's markers of this file")
+    parser.add_argument(
+        "--readme", type=Path, nargs="+", default=[], help="also write the tables between the study's markers there"
+    )
     parser.add_argument("--figure", type=Path, help="also write the study's picture here (e.g. docs/<study>.png)")
     return parser.parse_args(argv)
 
@@ -357,8 +359,8 @@ def main(argv=None) -> int:
             raise StudyError(f"{args.study}: no variant {sorted(unknown)}; it has {sorted(study['variants'])}")
         if args.jobs < 1:
             raise StudyError(f"--jobs must be 1 or more, got {args.jobs}")
-        if args.readme:
-            render.check_markers(args.readme, study)
+        for path in args.readme:
+            render.check_markers(path, study)
     except ValueError as error:  # a StudyError, or the README without the study's markers
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -387,11 +389,14 @@ def main(argv=None) -> int:
     analysed = render.analysis(study, records)
     document = render.report(study, records, analysed, figure=args.figure)
     print(document)
-    if args.readme:
-        folder = args.figure and Path(args.figure).with_suffix("").name
-        details = render.detail_blocks(study, analysed, folder) if folder else None
-        render.write_markers(args.readme, study, document, details)
-        print(f"wrote the tables into {args.readme}")
+    folder = args.figure and Path(args.figure).with_suffix("").name
+    details = {"headline": render.headline(records)} if study["name"] == "pipeline" else {}
+    details |= render.detail_blocks(study, analysed, folder) if folder else {}
+    for path in args.readme:  # the picture's link relative to the page it is written into
+        link = args.figure and os.path.relpath(args.figure, Path(path).parent)
+        page = document.replace(f"]({args.figure})", f"]({link})") if link else document
+        render.write_markers(path, study, page, details)
+        print(f"wrote the tables into {path}")
     return 1 if any(r["failed_stage"] for r in records) else 0
 
 

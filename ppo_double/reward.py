@@ -9,7 +9,7 @@ A **scorer** is a callable `scorer(input_ids, attention_mask) -> FloatTensor[bat
   right, it returns 1 - p(invalid) with this project's 4-class classifier (`make reward`: digits, lower, upper,
   invalid) and 1 with the tutorial's 3-class one (`make reward-tutorial`: digits, lower, upper), which has no notion
   of a wrong answer. That is also why the 3-class classifier can be fooled: a wrong double written in the requested
-  system scores as well as the right one (README, "Reward hacking, measured").
+  system scores as well as the right one (docs/results.md, "Reward hacking, measured").
 - `RuleScorer`: the rule-based judge's verdict (`ppo_double.task.judge`): 1 for an exact match (the right double, in
   the requested system, then `E`), else 0. It cannot be fooled; it is the ceiling a classifier is measured against.
 

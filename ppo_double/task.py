@@ -15,7 +15,7 @@ UNPREFIXED = "__"
 BOS, EOS, PAD = "S", "E", "P"
 LOW, HIGH = 1000, 9999
 
-# Held-out numbers: a fixed seeded draw, documented in the README. TEST numbers are used by every evaluation and
+# Held-out numbers: a fixed seeded draw, documented in docs/glossary.md. TEST numbers are used by every evaluation and
 # nothing else; VALIDATION numbers are for decisions made during training (early stopping); training data never
 # uses either.
 _HELDOUT_SEED = 20240601

@@ -1,0 +1,180 @@
+"""The front door stays true: README.md is short, the docs index lists every page, the README's headline is the
+store's, and every other number in the README is checked against its source here (a number that is neither in a
+generated block nor on the list below fails the test)."""
+
+import re
+import statistics
+import sys
+
+import yaml
+
+from conftest import ROOT
+from ppo_double.evaluate import TEST_SAMPLES
+from ppo_double.task import INVALID, NUMERALS, SYSTEMS, TEST_NUMBERS, to_numeral
+
+sys.path.insert(0, str(ROOT / "bench"))
+import render  # noqa: E402
+import run  # noqa: E402
+from store import Store, key  # noqa: E402
+
+README = ROOT / "README.md"
+DOCS = ROOT / "docs"
+BLOCK = re.compile(r"<!-- ([\w:]+):start -->.*?<!-- \1:end -->", re.S)
+NUMBER = re.compile(r"(?<![\w.])\d+(?:\.\d+)*")
+
+
+def readme() -> str:
+    return README.read_text(encoding="utf-8")
+
+
+def study_records(name: str) -> list[dict]:
+    """The study's records under its current keys, as `bench/run.py --report-only` reads them."""
+    study = run.load_study(ROOT / "bench" / "studies" / f"{name}.yaml")
+    current = {
+        key(study["name"], v, s, run.settings(study, v)) for v in study["variants"] for s in run.seeds_of(study, v)
+    }
+    records = [r for r in Store(ROOT / "bench" / "results" / f"{name}.jsonl").records() if r["key"] in current]
+    return sorted(records, key=lambda r: (list(study["variants"]).index(r["variant"]), r["seed"]))
+
+
+def heldout_medians() -> dict[str, float]:
+    """Medians per column of docs/bench_heldout.md's per-seed table (`make all` alone, seeds 52-56)."""
+    rows = [line.split("|")[1:-1] for line in (DOCS / "bench_heldout.md").read_text(encoding="utf-8").splitlines()]
+    header = next(row for row in rows if row and row[0].strip() == "seed")
+    seeds = [row for row in rows if row and row[0].strip().isdigit()]
+    return {
+        name.strip(): statistics.median(float(row[i]) for row in seeds)
+        for i, name in enumerate(header)
+        if name.strip() in ("SFT s", "reward s", "PPO s", "eval s", "total s")
+    }
+
+
+def yaml_of(path: str) -> dict:
+    return yaml.safe_load((ROOT / path).read_text(encoding="utf-8"))
+
+
+def pyproject() -> str:
+    return (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+
+
+def in_systems(value: int) -> list[str]:
+    return [to_numeral(value, label) for label in range(len(NUMERALS))]
+
+
+def times_ok(text: str) -> bool:
+    m = heldout_medians()
+    total = round(m["total s"])
+    return text == (
+        f"{round(m['SFT s'])} s and {round(m['reward s'])} s |\n| PPO until its stop rule holds | `make ppo` | "
+        f"{round(m['PPO s'])} s |\n| eval: SFT against PPO on the held-out test numbers | `make eval` | "
+        f"{round(m['eval s'])} s |\n| the whole pipeline | `make all` | {total // 60} min {total % 60} s"
+    )
+
+
+def demo_ok(text: str) -> bool:
+    """The demo's answers are the doubles of its prompts, in the systems the prefixes name (after PPO)."""
+    number = 3164
+    digits, lower, upper = in_systems(2 * number)
+    return all(
+        line in text
+        for line in (f"大写:{number} -> {upper}", f"小写:{number} -> {lower}", f"数字:{number} -> {digits}")
+    )
+
+
+# Every number of README.md outside its generated blocks: (a passage that holds it, the check of that passage).
+# A number outside every passage below fails test_every_readme_number_is_generated_or_checked.
+CHECKED = [
+    ("learns to double a 4-digit", lambda t: {len(str(n)) for n in TEST_NUMBERS} == {4}),
+    ("GPT-2", lambda t: True),  # a model's name
+    ("ZeRO-2/3", lambda t: all((ROOT / "recipes" / "accelerate" / f"zero{n}.yaml").is_file() for n in (2, 3))),
+    ("Apache-2.0", lambda t: '\nlicense = "Apache-2.0"' in pyproject()),
+    ("Python ≥ 3.10", lambda t: '\nrequires-python = ">=3.10"' in pyproject()),
+    ("pinned to 1.12.x", lambda t: '"trl==1.12.*"' in pyproject()),
+    ("PPO_DOUBLE_NO_LOCK=1", lambda t: "PPO_DOUBLE_NO_LOCK" in (ROOT / "ppo_double" / "checkpoints.py").read_text()),
+    ("exit code 3", lambda t: "BelowFloor: 3" in (ROOT / "ppo_double" / "errors.py").read_text(encoding="utf-8")),
+    ("3-class", lambda t: len(SYSTEMS) == 3),
+    ("4-class", lambda t: INVALID + 1 == 4),
+    ("on 2 CPU cores", lambda t: "Machine: 2 CPU cores" in (DOCS / "bench_heldout.md").read_text(encoding="utf-8")),
+    (re.compile(r"\d+ s and \d+ s \|\n.*?\| `make all` \| \d+ min \d+ s", re.S), times_ok),
+    (re.compile(r"```console\n.*?```", re.S), demo_ok),
+    (
+        "`S__:3320x2=` → `6640E`, `六六四〇E` or `陆陆肆零E`",
+        lambda t: all(f"`{a}E`" in t for a in in_systems(2 * 3320)),
+    ),
+    (
+        "99.5 % [exact matches]",
+        lambda t: run.TARGET_GREEDY == 0.995 and "answers 98 %" in readme() and run.TARGET_SAMPLED == 0.98,
+    ),
+    ("answers 98 %", lambda t: run.TARGET_SAMPLED == 0.98),
+    ("below 97 % while PPO trained", lambda t: run.FLOOR_CORRECT == 0.97),
+    (
+        "The 4-answer evaluation",
+        lambda t: TEST_SAMPLES == 4 and "--samples 4" not in yaml_of("bench/studies/pipeline.yaml"),
+    ),
+    ("the 16-answer one", lambda t: "--samples 16" in yaml_of("bench/studies/algorithms.yaml")["defaults"]["eval"]),
+    ("--max_steps 500", lambda t: 500 < yaml_of("recipes/configs/sft.yaml")["max_steps"]),  # a shorter run: an example
+    ("--seed 43 --output_dir outputs/rloo-43", lambda t: 43 in yaml_of("bench/studies/pipeline.yaml")["seeds"]),
+]
+
+
+def prose(text: str) -> str:
+    """The README without its generated blocks and link targets (paths and anchors are not claims)."""
+    return re.sub(r"\]\([^)]*\)", "]", BLOCK.sub("", text))
+
+
+def test_readme_is_the_front_door_and_short():
+    lines = readme().splitlines()
+    assert len(lines) <= 250, f"README.md has {len(lines)} lines; move detail into docs/"
+    for word in ("issue 1", "issue 2", "issue 3", "rounds ", "today's", "before issue"):
+        assert word not in readme(), f"history voice in README.md: {word!r} (the design record keeps history)"
+
+
+def test_the_docs_index_lists_every_page():
+    index = (DOCS / "README.md").read_text(encoding="utf-8")
+    linked = set(re.findall(r"\]\(([^)#]+\.md)\)", index))
+    pages = {str(p.relative_to(DOCS)) for p in DOCS.rglob("*.md")} - {"README.md"}
+    assert not pages - linked, f"docs/README.md does not list {sorted(pages - linked)}"
+    assert not {p for p in linked if not (DOCS / p).is_file() and p != "../README.md"}, "the index links a missing page"
+
+
+def test_the_readme_headline_is_the_stores():
+    block = re.search(r"<!-- bench:headline:start -->\n(.*?)\n<!-- bench:headline:end -->", readme(), re.S)
+    assert block, "README.md has no bench:headline block"
+    assert block.group(1).strip() == render.headline(study_records("pipeline")).strip(), (
+        "README's headline differs from the store: python bench/run.py bench/studies/pipeline.yaml --report-only "
+        "--readme docs/results.md README.md --figure docs/pipeline.png"
+    )
+
+
+def test_every_readme_number_is_generated_or_checked():
+    text = prose(readme())
+    covered = []
+    for passage, check in CHECKED:
+        found = [
+            m.span() for m in re.finditer(passage if isinstance(passage, re.Pattern) else re.escape(passage), text)
+        ]
+        assert found, f"the README no longer has {passage!r}: drop it from CHECKED"
+        for start, end in found:
+            assert check(text[start:end]), f"README.md: {text[start:end]!r} disagrees with its source"
+        covered += found
+    loose = [
+        (m.group(), text[max(0, m.start() - 40) : m.end() + 20].replace("\n", " "))
+        for m in NUMBER.finditer(text)
+        if not any(start <= m.start() and m.end() <= end for start, end in covered)
+    ]
+    assert not loose, f"numbers in README.md neither generated nor checked: {loose}"
+
+
+def test_the_number_check_can_fail(monkeypatch):
+    """A number added to the prose, or a checked one changed, is caught."""
+    original = readme()
+    for changed in (
+        original.replace("## Configuration", "## Configuration\n\nPPO needs 7 minutes."),
+        original.replace("below 97 % while", "below 96 % while"),
+    ):
+        monkeypatch.setattr(sys.modules[__name__], "readme", lambda changed=changed: changed)
+        try:
+            test_every_readme_number_is_generated_or_checked()
+        except AssertionError:
+            continue
+        raise AssertionError("a changed README number passed the check")
