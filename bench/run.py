@@ -41,6 +41,7 @@ from store import RESULTS, Store, key  # noqa: E402
 from ppo_double import pipeline  # noqa: E402
 from ppo_double.callbacks import first_stop, holds_target  # noqa: E402
 from ppo_double.checks import NO_FLOORS  # noqa: E402
+from ppo_double.plots import log_history  # noqa: E402
 from ppo_double.task import PREFIXES  # noqa: E402
 
 ROOT = pipeline.ROOT
@@ -204,7 +205,7 @@ def metrics(paths: dict[str, Path], stages: list[str]) -> tuple[dict, list[dict]
             | {f"{k}/{p}": h[f"eval/{k}/{p}"] for k in ("exact_match", "sampled_exact_match") for p in PREFIXES}
             for h in results["judged_during_training"]
         ]
-        log = read_json(paths["rl"] / "trainer_state.json")["log_history"]
+        log = log_history(paths["rl"] / "trainer_state.json")
         rollouts = [
             {"episode": e["episode"], "reward": e.get("objective/scores", e.get("reward")), "judged": e[judged]}
             for e in log

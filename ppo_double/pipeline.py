@@ -5,9 +5,8 @@
 
 `make all` and the bench (bench/run.py, per seed and variant) both run it. Every stage is its recipe as its own
 process, as the Makefile's targets run them. SFT and reward do not depend on each other, so they train at once, each
-on half the cores: these small models use a second thread poorly (2 cores: 85 s side by side against 146 s one after
-the other). A stage that fails ends the pipeline (its exit code is the pipeline's), so a stage that fails its own
-check (ppo_double.checks) is never the next one's input.
+on half the cores: these small models use a second thread poorly. A stage that fails ends the pipeline (its exit code
+is the pipeline's), so a stage that fails its own check (ppo_double.checks) is never the next one's input.
 """
 
 import argparse

@@ -38,8 +38,9 @@ def _figure(ncols: int = 1, nrows: int = 1):
     return fig, [fig.add_subplot(nrows, ncols, i + 1) for i in range(nrows * ncols)]
 
 
-def _log_history(path: Path) -> list[dict]:
-    return json.loads(path.read_text(encoding="utf-8"))["log_history"]
+def log_history(path: Path) -> list[dict]:
+    """A run's logged entries: `log_history` of its `trainer_state.json` (the plots' and the bench's one reader)."""
+    return json.loads(Path(path).read_text(encoding="utf-8"))["log_history"]
 
 
 def _series(history: list[dict], key: str, x: str = "step") -> tuple[list, list]:
@@ -58,7 +59,7 @@ def _need(path: Path) -> Path:
 
 
 def plot_sft(runs: Path, out: Path) -> Path:
-    history = _log_history(_need(runs / "sft" / "trainer_state.json"))
+    history = log_history(_need(runs / "sft" / "trainer_state.json"))
     steps, loss = _series(history, "loss")
     if not steps:
         raise Skip(f"{runs / 'sft' / 'trainer_state.json'} logs no `loss`")
@@ -78,7 +79,7 @@ def plot_sft(runs: Path, out: Path) -> Path:
 
 def plot_reward_loss(runs: Path, out: Path) -> Path:
     path = _need(runs / "reward" / "trainer_state.json")
-    steps, loss = _series(_log_history(path), "loss")
+    steps, loss = _series(log_history(path), "loss")
     if not steps:
         raise Skip(f"{path} logs no `loss`")
     fig, (ax,) = _figure()
@@ -129,7 +130,7 @@ def _episode_of_step(history: list[dict]):
 
 def plot_ppo_reward_kl(runs: Path, out: Path) -> Path:
     path = _need(runs / "ppo" / "trainer_state.json")
-    history = _log_history(path)
+    history = log_history(path)
     episodes, scores = _series(history, "objective/scores", x="episode")
     kl_episodes, kl = _series(history, "objective/kl", x="episode")
     if not episodes and not kl_episodes:
@@ -150,7 +151,7 @@ def plot_ppo_reward_kl(runs: Path, out: Path) -> Path:
 
 def plot_ppo_exact_match(runs: Path, out: Path) -> Path:
     path = _need(runs / "ppo" / "trainer_state.json")
-    history = _log_history(path)
+    history = log_history(path)
     keys = [f"eval/exact_match/{p}" for p in PREFIXES]
     rows = [row for row in history if any(k in row for k in keys) and ("episode" in row or "step" in row)]
     if not rows:
