@@ -101,12 +101,10 @@ CHECKED = [
         "`S__:3320x2=` → `6640E`, `六六四〇E` or `陆陆肆零E`",
         lambda t: all(f"`{a}E`" in t for a in in_systems(2 * 3320)),
     ),
-    (
-        "99.5 % [exact matches]",
-        lambda t: run.TARGET_GREEDY == 0.995 and "answers 98 %" in readme() and run.TARGET_SAMPLED == 0.98,
-    ),
-    ("answers 98 %", lambda t: run.TARGET_SAMPLED == 0.98),
-    ("below 97 % while PPO trained", lambda t: run.FLOOR_CORRECT == 0.97),
+    ("at least 99.5 % of its [greedy]", lambda t: run.TARGET_GREEDY == 0.995),
+    ("answers and 98 % of its [sampled]", lambda t: run.TARGET_SAMPLED == 0.98),
+    ("catches 99 % of invalid answers", lambda t: run.INVALID_CAUGHT == 0.99),
+    ("fell below 97 % while PPO trained", lambda t: run.FLOOR_CORRECT == 0.97),
     (
         "The 4-answer evaluation",
         lambda t: TEST_SAMPLES == 4 and "--samples 4" not in yaml_of("bench/studies/pipeline.yaml"),
@@ -180,6 +178,8 @@ def test_the_number_check_can_fail(monkeypatch):
     for changed in (
         original.replace("## Configuration", "## Configuration\n\nPPO needs 7 minutes."),
         original.replace("below 97 % while", "below 96 % while"),
+        original.replace("| 156 s |", "| 150 s |"),
+        original.replace("catches 99 %", "catches 98 %"),
     ):
         monkeypatch.setattr(sys.modules[__name__], "readme", lambda changed=changed: changed)
         try:
