@@ -4,7 +4,7 @@ record to the store (bench/results/<study>.jsonl), and the tables and pictures a
     make bench                                                  # bench/studies/pipeline.yaml: `make all` per seed
     python bench/run.py bench/studies/algorithms.yaml --jobs 2  # two single-thread runs side by side
     python bench/run.py bench/studies/algorithms.yaml --seeds 47 48   # the study grows by seeds
-    python bench/run.py bench/studies/algorithms.yaml --report-only --readme README.md
+    python bench/run.py bench/studies/algorithms.yaml --report-only --readme docs/results.md
 
 A run is the pipeline (ppo_double/pipeline.py) with the variant's settings. Stage outputs are cached under
 `--work_dir` by what they depend on (seed, settings, the recipes' YAML), so variants that share a seed's SFT and
