@@ -14,7 +14,7 @@ from trl import TrlParser
 
 from .distributed import check_engine_runs_here
 from .errors import UsageError, first_line
-from .task import MAX_ANSWER_TOKENS, MAX_SAMPLE_TOKENS
+from .task import MAX_ANSWER_TOKENS, MAX_SAMPLE_TOKENS, VALIDATION_NUMBERS
 
 logger = logging.getLogger(__name__)
 
@@ -106,6 +106,7 @@ _VALUE_CHECKS = (
     ("temperature", lambda v: v > 0, "> 0"),
     ("judge_every", lambda v: v >= 1, ">= 1"),
     ("judge_samples", lambda v: v >= 1, ">= 1"),
+    ("judge_numbers", lambda v: 1 <= v <= len(VALIDATION_NUMBERS), f"between 1 and {len(VALIDATION_NUMBERS)}"),
     ("samples", lambda v: v >= 1, ">= 1"),
     ("target_exact_match", lambda v: v is None or 0 <= v <= 1, "between 0 and 1 (or null: never stop early)"),
     ("target_correct_margin", lambda v: 0 <= v < 1, "between 0 and 1 (a share: 0.001 is 0.1 point)"),

@@ -36,12 +36,15 @@ def generate_answers(
 
 def _generate(model, tokenizer, prompts, sample, max_new_tokens, batch_size, device) -> list[str]:
     answers = [None] * len(prompts)
+    # Each distinct prompt tokenized once (a sampled judgement repeats every prompt `samples` times), and answers
+    # read back id by id: the tokenizer's per-call overhead was a third of a judgement's time.
+    ids = {prompt: tokenizer(prompt).input_ids for prompt in set(prompts)}
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     for _, group in groupby(order, key=lambda i: len(prompts[i])):
         group = list(group)
         for start in range(0, len(group), batch_size):
             idx = group[start : start + batch_size]
-            input_ids = torch.tensor([tokenizer(prompts[i]).input_ids for i in idx], device=device)
+            input_ids = torch.tensor([ids[prompts[i]] for i in idx], device=device)
             out = model.generate(
                 input_ids=input_ids,
                 attention_mask=torch.ones_like(input_ids),
@@ -57,7 +60,7 @@ def _generate(model, tokenizer, prompts, sample, max_new_tokens, batch_size, dev
                 synced_gpus=False,
             )
             for i, row in zip(idx, out[:, input_ids.shape[1] :].tolist()):
-                text = tokenizer.decode(row)
+                text = tokenizer.convert_tokens_to_string(tokenizer.convert_ids_to_tokens(row))
                 answers[i] = (
                     text.split(tokenizer.eos_token, 1)[0] + tokenizer.eos_token if tokenizer.eos_token in text else text
                 )

@@ -1,6 +1,7 @@
 """Everything PPO needs around TRL's PPOTrainer: the four models, early stopping, resuming from a checkpoint, and the
 judge's verdict on the training rollouts."""
 
+import gc
 import logging
 import os
 from contextlib import contextmanager, nullcontext
@@ -198,11 +199,15 @@ class PPOTrainer(TRLPPOTrainer):
         announce = self.accelerator.print
         # TRL's loop announces itself ("===training policy==="): a line that tells the user nothing the bar does not.
         self.accelerator.print = lambda *a, **k: None if a == ("===training policy===",) else announce(*a, **k)
+        # TRL's loop runs gc.collect() twice per update; with torch and transformers loaded a full collection walks
+        # ~300k objects (0.17 s, a fifth of a CPU update). Frozen, those are skipped: it walks what the loop makes.
+        gc.freeze()
         try:
             super().train()
         except _StopTraining:
             self.control = self.callback_handler.on_train_end(self.args, self.state, self.control)
         finally:
+            gc.unfreeze()
             self.accelerator.print = announce
             self.remove_callback(_StopWhenAsked)
             self.args.num_total_batches = total

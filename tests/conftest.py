@@ -81,6 +81,24 @@ def tiny_reward(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def reference(tmp_path_factory):
+    """reference(stage, args): the final folder of one uninterrupted, in-process run of recipes/<stage>.py on `args`
+    (their --output_dir replaced), run once per session: the resume and fault tests each end where it ends."""
+    done = {}
+
+    def get(stage: str, args: list[str]) -> Path:
+        at = args.index("--output_dir")
+        args = [*args[:at], *args[at + 2 :]]
+        key = (stage, tuple(args))
+        if key not in done:
+            done[key] = tmp_path_factory.mktemp(f"reference-{stage}") / "out"
+            load_recipe(stage).main([*args, "--output_dir", str(done[key])])
+        return done[key]
+
+    return get
+
+
+@pytest.fixture(scope="session")
 def trained(tmp_path_factory):
     """A real SFT policy and reward classifier (minutes on CPU): for the slow learning checks."""
     root = tmp_path_factory.mktemp("trained")

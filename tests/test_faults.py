@@ -42,18 +42,10 @@ def args_for(stage, out, tiny_sft, tiny_reward) -> list[str]:
     return args
 
 
-@pytest.fixture(scope="module")
-def reference(tiny_sft, tiny_reward, tmp_path_factory):
-    """reference(stage): the folder of an uninterrupted run of `stage` (run once per module)."""
-    done = {}
-
-    def get(stage):
-        if stage not in done:
-            done[stage] = tmp_path_factory.mktemp(f"reference-{stage}") / "out"
-            load_recipe(stage).main(args_for(stage, done[stage], tiny_sft, tiny_reward))
-        return done[stage]
-
-    return get
+@pytest.fixture
+def uninterrupted(reference, tiny_sft, tiny_reward, tmp_path):
+    """uninterrupted(stage): the folder of an uninterrupted run of `stage` on args_for (shared with test_resume)."""
+    return lambda stage: reference(stage, args_for(stage, tmp_path / "unused", tiny_sft, tiny_reward))
 
 
 def send_at(monkeypatch, signum, step, trainer_index=0):
@@ -105,7 +97,7 @@ SIGTERM_CASES = [
 
 @pytest.mark.parametrize("stage, trainer_index, sent_at, stopped_at, saved", SIGTERM_CASES)
 def test_sigterm_saves_and_the_rerun_ends_as_an_uninterrupted_run(
-    stage, trainer_index, sent_at, stopped_at, saved, reference, tiny_sft, tiny_reward, tmp_path, monkeypatch, capfd
+    stage, trainer_index, sent_at, stopped_at, saved, uninterrupted, tiny_sft, tiny_reward, tmp_path, monkeypatch, capfd
 ):
     out = tmp_path / "out"
     args = args_for(stage, out, tiny_sft, tiny_reward)
@@ -121,15 +113,17 @@ def test_sigterm_saves_and_the_rerun_ends_as_an_uninterrupted_run(
 
     monkeypatch.undo()
     load_recipe(stage).main(args)
+    expected = uninterrupted(stage)
     if stage == "reward":  # phase 2's probe numbers are measured as it trains: a run resumed in phase 3 has none
-        for folder in (reference(stage), out):
+        expected = Path(shutil.copytree(expected, tmp_path / "expected"))  # the shared reference stays as it ran
+        for folder in (expected, out):
             results = json.loads((folder / "eval_results.json").read_text())
             results.pop("detect/heldout_accuracy", None), results.pop("detect/learned_at_step", None)
             (folder / "eval_results.json").write_text(json.dumps(results))
-    assert_same_run(reference(stage), out)
+    assert_same_run(expected, out)
 
 
-def test_a_far_logging_step_is_not_waited_for(reference, tiny_sft, tiny_reward, tmp_path, monkeypatch):
+def test_a_far_logging_step_is_not_waited_for(uninterrupted, tiny_sft, tiny_reward, tmp_path, monkeypatch):
     """When the next logging step is further away than the grace (here: any), the run stops after the very next step
     and logs the partial average there; it resumes to the same weights and judge numbers, and every later step's loss
     is logged as in the uninterrupted run."""
@@ -141,9 +135,9 @@ def test_a_far_logging_step_is_not_waited_for(reference, tiny_sft, tiny_reward, 
         load_recipe("sft").main(args)
     monkeypatch.undo()
     load_recipe("sft").main(args)
-    a, b = weights(reference("sft")), weights(out)
+    a, b = weights(uninterrupted("sft")), weights(out)
     assert all(torch.equal(a[k], b[k]) for k in a)
-    logged = [json.loads((f / "trainer_state.json").read_text())["log_history"] for f in (reference("sft"), out)]
+    logged = [json.loads((f / "trainer_state.json").read_text())["log_history"] for f in (uninterrupted("sft"), out)]
     losses = [{e["step"]: e["loss"] for e in history if "loss" in e} for history in logged]
     assert sorted(losses[1]) == [5, 8, 10, 15, 20, 25, 30, 35, 40]  # step 8: the partial average at the stop
     assert {step: loss for step, loss in losses[1].items() if step > 10} == {
@@ -173,7 +167,7 @@ def test_the_reward_stage_stops_inside_its_phase_and_the_rerun_resumes_that_phas
     assert (out / "model.safetensors").is_file()
 
 
-def test_ctrl_c_exits_130_and_the_rerun_resumes(reference, tiny_sft, tiny_reward, tmp_path):
+def test_ctrl_c_exits_130_and_the_rerun_resumes(uninterrupted, tiny_sft, tiny_reward, tmp_path):
     """A real Ctrl-C from outside, in its own process, once the first checkpoint (step 20) is written."""
     out = tmp_path / "out"
     args = args_for("sft", out, tiny_sft, tiny_reward)
@@ -183,7 +177,7 @@ def test_ctrl_c_exits_130_and_the_rerun_resumes(reference, tiny_sft, tiny_reward
     assert line.startswith("stopped by SIGINT at step 25: checkpoint saved in ") and "KeyboardInterrupt" not in log
     assert is_complete(f"{checkpoints_dir(out)}/checkpoint-25") and not out.exists()
     load_recipe("sft").main(args)
-    assert_same_run(reference("sft"), out)
+    assert_same_run(uninterrupted("sft"), out)
 
 
 def test_a_second_signal_while_saving_leaves_a_complete_checkpoint(tiny_sft, tiny_reward, tmp_path, monkeypatch, capfd):
@@ -207,7 +201,7 @@ def test_a_second_signal_while_saving_leaves_a_complete_checkpoint(tiny_sft, tin
 # --- two runs on one output folder --------------------------------------------------------------------------------
 
 
-def test_a_second_run_on_the_same_folder_is_refused(reference, tiny_sft, tiny_reward, tmp_path, capfd):
+def test_a_second_run_on_the_same_folder_is_refused(uninterrupted, tiny_sft, tiny_reward, tmp_path, capfd):
     out = tmp_path / "out"
     args = args_for("sft", out, tiny_sft, tiny_reward)
     lock = Path(checkpoints_dir(out)) / LOCK
@@ -222,7 +216,7 @@ def test_a_second_run_on_the_same_folder_is_refused(reference, tiny_sft, tiny_re
     assert line == f"error: another run (process {first.pid}) is writing to {out}: {fix}"
     _, stderr = first.communicate(timeout=600)
     assert first.returncode == 0, stderr[-3000:]
-    assert_same_run(reference("sft"), out)
+    assert_same_run(uninterrupted("sft"), out)
     assert lock.read_text() == "", "a finished run leaves no PID in the lock"
 
 
@@ -254,7 +248,7 @@ def fill_disk_at(monkeypatch, marker: str):
 
 @pytest.mark.parametrize("marker, intact", [("checkpoint-40", "checkpoint-20"), ("final.partial", "checkpoint-40")])
 def test_a_full_disk_keeps_the_last_checkpoint_and_the_rerun_resumes(
-    marker, intact, reference, tiny_sft, tiny_reward, tmp_path, monkeypatch, capfd
+    marker, intact, uninterrupted, tiny_sft, tiny_reward, tmp_path, monkeypatch, capfd
 ):
     out = tmp_path / "out"
     args = args_for("sft", out, tiny_sft, tiny_reward)
@@ -273,7 +267,7 @@ def test_a_full_disk_keeps_the_last_checkpoint_and_the_rerun_resumes(
 
     monkeypatch.undo()
     load_recipe("sft").main(args)
-    assert_same_run(reference("sft"), out)
+    assert_same_run(uninterrupted("sft"), out)
 
 
 def test_a_disk_full_error_is_recognised(tmp_path, monkeypatch):
@@ -296,7 +290,7 @@ def truncate(path: Path) -> None:
 
 
 def test_a_truncated_latest_checkpoint_falls_back_to_the_previous(
-    reference, tiny_sft, tiny_reward, tmp_path, monkeypatch, caplog
+    uninterrupted, tiny_sft, tiny_reward, tmp_path, monkeypatch, caplog
 ):
     out = tmp_path / "out"
     args = args_for("sft", out, tiny_sft, tiny_reward)
@@ -312,7 +306,7 @@ def test_a_truncated_latest_checkpoint_falls_back_to_the_previous(
     load_recipe("sft").main(args)
     assert f"skipping {work}/checkpoint-25 (broken: model.safetensors is truncated or corrupted)" in caplog.text
     assert f"resuming from {work}/checkpoint-20" in caplog.text
-    assert_same_run(reference("sft"), out)
+    assert_same_run(uninterrupted("sft"), out)
 
 
 @pytest.mark.parametrize("damage", ["truncated weights", "no optimizer state"])

@@ -16,6 +16,8 @@ TINY_PPO = [
     "1",
     "--judge_every",
     "2",
+    "--judge_numbers",
+    "16",  # of 500 per prefix: tiny runs test the judge's plumbing, and judging 1 500 prompts dominated their time
     "--logging_steps",
     "1",
     "--target_exact_match",

@@ -28,11 +28,13 @@ STAGE_ARGS = {
     ],
     "ppo": [
         "--total_episodes", "256", "--per_device_train_batch_size", "16", "--num_ppo_epochs", "1", "--save_steps",
-        "2", "--judge_every", "4", "--logging_steps", "2", "--target_exact_match", "null", *NO_FLOORS["rl"],
+        "2", "--judge_every", "4", "--judge_numbers", "16", "--logging_steps", "2", "--target_exact_match", "null",
+        *NO_FLOORS["rl"],
     ],
     "grpo": [
         "--max_steps", "16", "--per_device_train_batch_size", "16", "--num_generations", "4", "--save_steps", "2",
-        "--judge_every", "4", "--logging_steps", "2", "--target_exact_match", "null", *NO_FLOORS["rl"],
+        "--judge_every", "4", "--judge_numbers", "16", "--logging_steps", "2", "--target_exact_match", "null",
+        *NO_FLOORS["rl"],
     ],
 }  # fmt: skip
 # What must match between runs: every logged loss and metric, except clocks and throughput, and two counters of the
@@ -94,13 +96,12 @@ def assert_same_run(a, b):
 
 
 @pytest.mark.parametrize("stage", ["sft", "reward", "ppo", "grpo"])
-def test_killed_run_resumes_to_the_same_result(stage, tiny_sft, tiny_reward, tmp_path):
-    reference, resumed = tmp_path / "reference", tmp_path / "resumed"
-    code, _ = run(stage, stage_args(stage, reference, tiny_sft, tiny_reward), log=tmp_path / "reference.log")
-    assert code == 0
-    checkpoints = len({p.name for p in Path(f"{reference}-checkpoints").rglob("checkpoint-*")})
-
+def test_killed_run_resumes_to_the_same_result(stage, reference, tiny_sft, tiny_reward, tmp_path):
+    resumed = tmp_path / "resumed"
     args = stage_args(stage, resumed, tiny_sft, tiny_reward)
+    uninterrupted = reference(stage, args)  # in-process; the killed run and its rerun are processes of their own
+    checkpoints = len({p.name for p in Path(f"{uninterrupted}-checkpoints").rglob("checkpoint-*")})
+
     kill_at = random.Random(f"kill {stage}").randint(1, 4)  # the seeded, random point: after the k-th checkpoint
     code, _ = run(stage, args, kill_at=kill_at, log=tmp_path / "killed.log")
     assert code == -signal.SIGKILL, "the run finished before it could be killed"
@@ -110,7 +111,7 @@ def test_killed_run_resumes_to_the_same_result(stage, tiny_sft, tiny_reward, tmp
     code, log = run(stage, args, log=tmp_path / "rerun.log")
     assert code == 0, log[-2000:]
     assert "resuming from" in log
-    assert_same_run(reference, resumed)
+    assert_same_run(uninterrupted, resumed)
     assert checkpoints >= 1
 
 
@@ -125,8 +126,9 @@ def test_resume_false_starts_over(tiny_sft, tiny_reward, tmp_path):
 
 
 @pytest.mark.parametrize("stage", ["sft", "reward", "ppo"])
-def test_same_config_and_seed_give_the_same_run(stage, tiny_sft, tiny_reward, tmp_path):
-    recipe = load_recipe(stage)
-    for name in ("a", "b"):
-        recipe.main(stage_args(stage, tmp_path / name, tiny_sft, tiny_reward))
-    assert_same_run(tmp_path / "a", tmp_path / "b")
+def test_same_config_and_seed_give_the_same_run(stage, reference, tiny_sft, tiny_reward, tmp_path):
+    """A second run in this process, later in the session than the shared reference, ends as it did."""
+    args = stage_args(stage, tmp_path / "again", tiny_sft, tiny_reward)
+    first = reference(stage, args)
+    load_recipe(stage).main(args)
+    assert_same_run(first, tmp_path / "again")

@@ -1,0 +1,170 @@
+"""Where `make all`'s seconds go: each stage on its defaults, one after another, its wall time split into parts.
+
+    python scripts/profile_stages.py --label after [--seed 42]     # -> docs/profile/<label>.json, docs/profile.md
+
+Each stage runs in a process of its own (as `make all` runs it, but on the whole machine, not beside another stage);
+a few functions are timed by wrapping them, and each part's time is its own, without the parts it calls, so the
+parts add up to the stage's wall time. The page gives them in plain-loop units (bench/speed.py), measured first in
+the same invocation, so runs on different machines or days compare. cProfile is not used: its overhead on the
+Python-heavy parts (generation's per-token loop, the judge) would move the very shares measured here.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+START = time.perf_counter()
+ROOT = Path(__file__).resolve().parent.parent
+PAGE, STORE = ROOT / "docs" / "profile.md", ROOT / "docs" / "profile"
+STAGES = ("sft", "reward", "ppo", "eval")
+PARTS = {  # part: what it holds (the page's first column)
+    "imports": "start-up: Python, torch, transformers, TRL imported",
+    "setup": "data, models and the trainer built, checkpoints looked up",
+    "training": "the rest of the training loop: forward, backward, optimizer; PPO's scoring of its rollouts",
+    "rollouts": "PPO: generating the rollouts' completions",
+    "gc": "PPO: TRL's loop calls gc.collect() twice per update",
+    "judge": "the rule-based judge on the validation numbers, during training",
+    "evaluation": "the final judgement on the test numbers (SFT, PPO, eval; the reward's held-out accuracy)",
+    "saving": "checkpoints and the final folder",
+}
+
+
+class Clock:
+    """Exclusive wall time per part: a timed call's seconds, less those of the timed calls it makes."""
+
+    def __init__(self):
+        self.seconds = dict.fromkeys(PARTS, 0.0)
+        self.stack = []
+
+    def wrap(self, owner, name: str, part: str) -> None:
+        original = getattr(owner, name)
+
+        def timed(*args, **kwargs):
+            self.stack.append(0.0)
+            began = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                spent = time.perf_counter() - began
+                inner = self.stack.pop()
+                self.seconds[part] += spent - inner
+                if self.stack:
+                    self.stack[-1] += spent
+
+        setattr(owner, name, timed)
+
+
+def child(stage: str, argv: list[str], report: str) -> None:
+    """Run one stage's recipe in this process with its parts timed; write {part: seconds} to `report`."""
+    import gc
+
+    import transformers
+    from trl.experimental.ppo import ppo_trainer as trl_ppo_trainer
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from conftest import load_recipe
+    from ppo_double import callbacks, finish, ppo, signals
+
+    clock = Clock()
+    clock.wrap(signals, "train", "training")
+    clock.wrap(trl_ppo_trainer, "batch_generation", "rollouts")
+    clock.wrap(gc, "collect", "gc")
+    clock.wrap(callbacks.JudgeCallback, "judge", "judge")
+    clock.wrap(finish, "_judge", "evaluation")
+    for owner in (transformers.Trainer, ppo.PPOTrainer):
+        clock.wrap(owner, "_save_checkpoint", "saving")
+        clock.wrap(owner, "save_model", "saving")
+    recipe = load_recipe("evaluate" if stage == "eval" else stage)
+    if stage == "eval":
+        clock.wrap(recipe, "evaluate", "evaluation")
+    clock.wrap(recipe, "main", "setup")
+    clock.seconds["imports"] = time.perf_counter() - START  # loading the recipe imported the rest
+    recipe.main(argv)
+    Path(report).write_text(json.dumps(clock.seconds))
+
+
+def profile(seed: int | None) -> dict:
+    """Plain-loop seconds per 100 steps, then each stage's parts and wall time."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    from speed import plain_loop
+
+    from ppo_double.pipeline import stage_commands
+
+    plain = 100 * plain_loop(300, 64) / 300
+    result = {"plain_loop_s_per_100": plain, "stages": {}}
+    with tempfile.TemporaryDirectory() as work:
+        paths = {stage: Path(work) / stage for stage in ("sft", "reward", "rl")} | {"eval": Path(work) / "eval.json"}
+        commands = stage_commands(paths, seed=seed)
+        for stage, key in zip(STAGES, ("sft", "reward", "rl", "eval")):
+            argv = commands[key][commands[key].index(next(a for a in commands[key] if a.startswith("recipes/"))) + 1 :]
+            report = Path(work) / f"{stage}.json"
+            print(f"profiling {stage} ...", flush=True)
+            began = time.perf_counter()
+            cmd = [sys.executable, __file__, "--child", stage, "--report", str(report), "--", *argv]
+            subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+            wall = time.perf_counter() - began
+            result["stages"][stage] = {"wall": wall, "parts": json.loads(report.read_text())}
+    return result
+
+
+def render() -> str:
+    """The page: one table per stored profile, in plain-loop units."""
+    lines = [
+        "# Profile: where `make all`'s time goes",
+        "",
+        "Made by `python scripts/profile_stages.py --label LABEL` (each label's numbers in `docs/profile/LABEL.json`).",
+        "Each stage on its defaults, seed 42, in a process of its own and alone on the machine (`make all` runs SFT",
+        "and reward side by side, each on half the cores). Numbers are [plain-loop units](glossary.md): seconds",
+        "divided by the plain PyTorch loop's seconds per 100 SFT steps, measured in the same invocation.",
+        "",
+        "| part | what it holds |",
+        "|---|---|",
+        *(f"| {part} | {text} |" for part, text in PARTS.items()),
+    ]
+    for path in sorted(STORE.glob("*.json")):
+        data = json.loads(path.read_text())
+        unit = data["plain_loop_s_per_100"]
+        lines += ["", f"## {path.stem}", "", data.get("note", ""), ""]
+        lines += [f"Plain loop: {unit:.2f} s per 100 steps; {data.get('commit', '')}.", ""]
+        lines += ["| part | " + " | ".join(STAGES) + " | all |", "|---" * (len(STAGES) + 2) + "|"]
+        for part in [*PARTS, "other"]:
+            cells = []
+            for stage in STAGES:
+                s = data["stages"][stage]
+                parts = s["parts"]
+                seconds = s["wall"] - sum(parts.values()) if part == "other" else parts[part]
+                cells.append(seconds / unit)
+            lines.append(f"| {part} | " + " | ".join(f"{c:.1f}" for c in cells) + f" | {sum(cells):.1f} |")
+        walls = [data["stages"][stage]["wall"] / unit for stage in STAGES]
+        lines.append("| **wall** | " + " | ".join(f"**{w:.1f}**" for w in walls) + f" | **{sum(walls):.1f}** |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--label", help="store the profile as docs/profile/LABEL.json and re-render the page")
+    parser.add_argument("--note", default="", help="a line under the label's heading: what this profile ran")
+    parser.add_argument("--seed", type=int, default=None, help="every stage's seed (default: the YAMLs')")
+    parser.add_argument("--child", choices=STAGES, help=argparse.SUPPRESS)
+    parser.add_argument("--report", help=argparse.SUPPRESS)
+    args, rest = parser.parse_known_args()
+    rest = rest[1:] if rest[:1] == ["--"] else rest
+    if args.child:
+        return child(args.child, rest, args.report)
+    if args.label:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+        result = profile(args.seed) | {"note": args.note, "commit": f"commit {commit.stdout.strip()}"}
+        STORE.mkdir(parents=True, exist_ok=True)
+        (STORE / f"{args.label}.json").write_text(json.dumps(result, indent=1) + "\n")
+    PAGE.write_text(render())
+    print(f"wrote {PAGE.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    main()
