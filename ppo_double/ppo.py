@@ -70,7 +70,7 @@ class PPOTrainer(TRLPPOTrainer):
 
     Every update's metrics get `judge/rollout_exact_match`, the rule-based judge's exact-match share of the rollouts
     the reward model scored in that update, next to TRL's `objective/scores` (their mean reward): the gap between the
-    two is what the reward pays for that the judge does not (README, "Reward hacking, measured").
+    two is what the reward pays for that the judge does not (docs/results.md, "Reward hacking, measured").
 
     TRL's update loop never reads `control.should_training_stop`, so a last callback turns a stop asked for in
     `on_step_end` (by JudgeCallback, after the update's optimizer steps and logging) into an exception, and we finish
