@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import render  # noqa: E402
 from store import RESULTS, Store, key  # noqa: E402
 
-from ppo_double import pipeline  # noqa: E402
+from ppo_double import pipeline, summary  # noqa: E402
 from ppo_double.callbacks import first_stop, holds_target  # noqa: E402
 from ppo_double.checks import NO_FLOORS  # noqa: E402
 from ppo_double.plots import log_history  # noqa: E402
@@ -325,7 +325,7 @@ def timing(stages: dict, found: dict, plain: float | None) -> dict:
     """Wall seconds of the pipeline (None when a stage came from the cache) and to the target, and both in plain-loop
     units (seconds / the plain loop's seconds per 100 SFT steps, measured in the same invocation)."""
     walls = {s: r["wall_s"] for s, r in stages.items() if not r["cached"]}
-    total = pipeline.pipeline_seconds(walls) if len(walls) == len(stages) else None
+    total = summary.pipeline_seconds(walls) if len(walls) == len(stages) else None
     out = {"total_s": total, "total_units": None, "units_to_target": None}
     if plain:
         out["total_units"] = total and total / plain

@@ -18,11 +18,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from .summary import SIDE_BY_SIDE, pipeline_seconds, summarize  # noqa: F401 (pipeline_seconds: for the bench)
+from .summary import ALGORITHMS, SIDE_BY_SIDE, summarize
 
 ROOT = Path(__file__).resolve().parent.parent
 STAGES = ("sft", "reward", "rl", "eval")
-ALGORITHMS = ("ppo", "grpo", "rloo")
 # What the Makefile passes `accelerate launch` without a config file (else it lists the defaults it assumed).
 LAUNCH_ARGS = ("--num_processes", "1", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no")
 LOG_TAIL_LINES = 20

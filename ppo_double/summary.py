@@ -11,7 +11,7 @@ import os
 from .errors import UsageError
 
 SIDE_BY_SIDE = ("sft", "reward")  # stages the pipeline runs at once, each on half the cores
-RL_FOLDERS = ("ppo", "grpo", "rloo")  # the RL stage's folder is named after its algorithm
+ALGORITHMS = ("ppo", "grpo", "rloo")  # the RL stage's choices; its folder is named after its algorithm
 
 
 def pipeline_seconds(seconds: dict[str, float]) -> float:
@@ -27,8 +27,8 @@ def read_wall_times(path: str) -> dict[str, int]:
 
 def rl_folder(runs_dir: str, times: dict[str, int]) -> str:
     """The RL stage's folder name: the algorithm wall_times.tsv names, else the first of ppo, grpo, rloo present."""
-    named = [name for name in RL_FOLDERS if name in times]
-    present = [name for name in RL_FOLDERS if os.path.isdir(os.path.join(runs_dir, name))]
+    named = [name for name in ALGORITHMS if name in times]
+    present = [name for name in ALGORITHMS if os.path.isdir(os.path.join(runs_dir, name))]
     return (named or present or ["ppo"])[0]
 
 

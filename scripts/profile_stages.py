@@ -11,7 +11,6 @@ Python-heavy parts (generation's per-token loop, the judge) would move the very 
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -93,15 +92,15 @@ def profile(seed: int | None) -> dict:
     sys.path.insert(0, str(ROOT / "bench"))
     from speed import plain_loop
 
-    from ppo_double.pipeline import stage_commands
+    from ppo_double import pipeline
 
     plain = 100 * plain_loop(300, 64) / 300
     result = {"plain_loop_s_per_100": plain, "stages": {}}
     with tempfile.TemporaryDirectory() as work:
-        paths = {stage: Path(work) / stage for stage in ("sft", "reward", "rl")} | {"eval": Path(work) / "eval.json"}
-        commands = stage_commands(paths, seed=seed)
-        for stage, key in zip(STAGES, ("sft", "reward", "rl", "eval")):
-            argv = commands[key][commands[key].index(next(a for a in commands[key] if a.startswith("recipes/"))) + 1 :]
+        commands = pipeline.stage_commands(pipeline.folders(Path(work)), seed=seed)
+        for stage, key in zip(STAGES, pipeline.STAGES):
+            script = next(i for i, arg in enumerate(commands[key]) if arg.startswith("recipes/"))
+            argv = commands[key][script + 1 :]  # the recipe's arguments, run here under the profiler instead
             report = Path(work) / f"{stage}.json"
             print(f"profiling {stage} ...", flush=True)
             began = time.perf_counter()
@@ -166,5 +165,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     main()

@@ -5,7 +5,7 @@ import sys
 import time
 from pathlib import Path
 
-from ppo_double import pipeline
+from ppo_double import pipeline, summary
 
 
 def stand_in(tmp_path: Path, name: str, code: int = 0, seconds: float = 0.3) -> list[str]:
@@ -69,8 +69,8 @@ def test_stage_commands_read_and_write_the_folders_and_append_the_overrides(tmp_
 
 
 def test_pipeline_seconds_count_the_side_by_side_stages_once():
-    assert pipeline.pipeline_seconds({"sft": 100, "reward": 80, "ppo": 150, "eval": 10}) == 260
-    assert pipeline.pipeline_seconds({"ppo": 5}) == 5
+    assert summary.pipeline_seconds({"sft": 100, "reward": 80, "ppo": 150, "eval": 10}) == 260
+    assert summary.pipeline_seconds({"ppo": 5}) == 5
 
 
 def test_wall_times_and_the_summary_after_the_stages(tmp_path, monkeypatch, capsys):
