@@ -1,6 +1,14 @@
 """ppo_double: PPO fine-tuning of a tiny GPT-2 that doubles numbers, as a TRL recipe."""
 
-from transformers import AutoTokenizer, PretrainedConfig
+import os
+
+# transformers 5 swaps layers for kernels downloaded from the Hub by default (`use_kernels`), but only where a model
+# is built on a GPU: under ZeRO-3 (zero.Init) and not on one GPU, where the model is built on the CPU first. Off by
+# default, the layers are the same under every engine and a GPU machine without network runs ZeRO-3 (it crashed
+# there: docs/device_check.md). USE_HUB_KERNELS=YES turns them back on.
+os.environ.setdefault("USE_HUB_KERNELS", "NO")
+
+from transformers import AutoTokenizer, PretrainedConfig  # noqa: E402  (after the environment default above)
 
 from .console import quiet_library_output
 from .tokenizer import CharTokenizer

@@ -63,7 +63,7 @@ def parse_args(dataclass_types, default_config: str | None = None, argv: list[st
     if unknown_in_argv:
         raise UsageError(f"unknown argument(s): {' '.join(unknown_in_argv)} (--help lists every option)")
     check_values(*parsed)
-    check_engine_runs_here()
+    check_engine_runs_here(parsed)
     check_distributed()
     return tuple(parsed)
 

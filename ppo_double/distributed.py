@@ -137,13 +137,26 @@ def saves_plain(trainer, model):
             setattr(trainer, name, value)
 
 
-def check_engine_runs_here() -> None:
-    """UsageError for a launch config that cannot run on this machine, before any work, rather than a silent
-    substitute: accelerate runs FSDP only on accelerators (on CPU it would train as DDP), and a config that names GPUs
-    (single_gpu.yaml: gpu_ids 0) would train on the CPU."""
+def check_engine_runs_here(args=()) -> None:
+    """UsageError for a launch config that cannot run here, before any work, rather than a crash or a silent
+    substitute: accelerate runs FSDP only on accelerators (on CPU it would train as DDP), a config that names GPUs
+    (single_gpu.yaml: gpu_ids 0) would train on the CPU, and TRL 1.12's PPOTrainer cannot run under FSDP at all.
+    `args`: the recipe's parsed dataclasses."""
+    fsdp = os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
+    # PPOTrainer generates its rollouts with `policy`, a submodule of the wrapper that FSDP2 shards as one unit, so
+    # the root's weights stay sharded (seen on an H200, docs/device_check.md: "aten.embedding.default got mixed
+    # torch.Tensor and DTensor" at the first rollout).
+    if fsdp:
+        from trl.experimental.ppo import PPOConfig  # here: only an FSDP launch needs TRL's PPO modules imported
+
+        if any(isinstance(a, PPOConfig) for a in args):
+            raise UsageError(
+                "PPO cannot train under fsdp.yaml: TRL 1.12's PPOTrainer generates through a submodule that FSDP "
+                "leaves sharded. For sharded PPO use recipes/accelerate/zero3.yaml (DeepSpeed), or multi_gpu.yaml"
+            )
     if torch.cuda.is_available():
         return
-    if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true":
+    if fsdp:
         raise UsageError(
             "fsdp.yaml needs GPUs: without one, accelerate runs FSDP as plain DDP (every process holds every weight). "
             "On CPU use recipes/accelerate/zero3.yaml (DeepSpeed, sharded) or zero2.yaml, or multi_gpu.yaml for DDP"

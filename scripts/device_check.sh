@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# GPU checks in one command, for a machine with one GPU (not run yet: about 6 minutes on an H200 by the H100 times in
-# docs/scale-out.md; BUDGET, 540 s, caps it):
+# GPU checks in one command, for a machine with one GPU (3 minutes on an H200, docs/device_check.md; BUDGET, 540 s,
+# caps it):
 #
 #   bash scripts/device_check.sh OUTDIR
 #
 # 1. the pipeline under recipes/accelerate/single_gpu.yaml: sft and reward side by side, then ppo (OUTDIR/ppo-single);
-# 2. PPO with one process under zero2.yaml, zero3.yaml and fsdp.yaml (OUTDIR/ppo-CONFIG), side by side with 1.'s ppo;
+# 2. PPO with one process under zero2.yaml and zero3.yaml (OUTDIR/ppo-CONFIG), side by side with 1.'s ppo and with
+#    SFT under fsdp.yaml (OUTDIR/sft-fsdp; PPO refuses FSDP: ppo_double/distributed.py);
 # 3. each final folder loaded with transformers' Auto class, and each policy judged by recipes/evaluate.py.
 # PPO runs 4096 episodes, and every floor is off: this checks that each config trains and saves a loadable model,
 # and the table shows what each reached. OUTDIR/device_check.md gets one row per step (exit code, wall seconds,
@@ -48,7 +49,7 @@ row() {  # row ORDER CONFIG STAGE EXIT SECONDS RESULT_JSON LOG
 }
 
 step() {  # step ORDER CONFIG STAGE CAP RESULT_JSON COMMAND...: run it under a timeout, log it, add its row
-    local order=$1 config=$2 stage=$3 cap=$4 json=$5 log="$OUT/logs/$2-$3.log" left begin rc
+    local order=$1 config=$2 stage=$3 cap=$4 json=$5 log="$OUT/logs/$1-$2-$3.log" left begin rc
     shift 5
     left=$((BUDGET - ($(date +%s) - START)))
     if [ "$left" -lt 30 ]; then
@@ -100,11 +101,16 @@ ppo() {  # ppo ORDER CONFIG PORT: PPO from OUTDIR/sft with OUTDIR/reward into OU
     check 21 single "$OUT/reward" AutoModelForSequenceClassification
 } &
 wait
-# 2. PPO under each config, side by side (each its own port), each then loaded and judged
+# 2. PPO under each config and SFT under FSDP, side by side (each its own port), each then loaded and judged
 ppo 30 single 0 &
 ppo 40 zero2 29511 &
 ppo 50 zero3 29512 &
-ppo 60 fsdp 29513 &
+{
+    step 60 fsdp sft 240 "$OUT/sft-fsdp/eval_results.json" "${ACCELERATE[@]}" --config_file recipes/accelerate/fsdp.yaml \
+        --num_processes 1 --main_process_port 29513 recipes/sft.py --output_dir "$OUT/sft-fsdp" "${NO_FLOORS_SFT[@]}" \
+        --bf16 true
+    check 61 fsdp "$OUT/sft-fsdp" AutoModelForCausalLM
+} &
 wait
 
 # OUTDIR/device_check.md: the table, sorted by step, and the end of each failed step's log
@@ -153,7 +159,7 @@ lines = [
     f"GPU: {run('nvidia-smi', '--query-gpu=name,memory.total', '--format=csv,noheader') or 'none seen'}; "
     f"commit {run('git', 'rev-parse', '--short', 'HEAD')}; {versions}. "
     f"`bash scripts/device_check.sh`, {elapsed} s of a {budget} s budget. sft and reward ran side by side, then the "
-    "four PPO runs side by side (one process each), so the wall times are not one run's alone. PPO: 4096 episodes, "
+    "three PPO runs and the FSDP SFT side by side (one process each), so the wall times are not one run's alone. PPO: 4096 episodes, "
     "floors off. Exact match in %, greedy, per prefix (the stage's own eval_results.json; `evaluate`: "
     "recipes/evaluate.py on the held-out test numbers).", "",
     "| config | stage | exit code | wall seconds | greedy exact match per prefix |",

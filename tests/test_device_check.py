@@ -14,7 +14,7 @@ SCRIPT = ROOT / "scripts" / "device_check.sh"
 STAND_IN = """#!/bin/bash
 case $1 in
 -) exec "$REAL_PYTHON" "$@" ;;
--c) [[ $2 == *find_spec* ]] || echo "GPT2LMHeadModel 214016 parameters torch.float32" ;;
+-c) [[ $2 == *find_spec* ]] || echo "$3 214016 parameters torch.float32" ;;
 recipes/evaluate.py)
     echo '{"m": {"greedy": {"数字": {"exact_match": 0.5}, "all": {"exact_match": 0.5}}}}' > "${@: -1}" ;;
 -m)
@@ -53,11 +53,12 @@ def test_every_step_gets_a_row_and_a_failure_does_not_stop_the_rest(tmp_path):
         ("single", "ppo"), ("single", "load"), ("single", "evaluate"),
         ("zero2", "ppo"), ("zero2", "load"), ("zero2", "evaluate"),
         ("zero3", "ppo"), ("zero3", "load"),
-        ("fsdp", "ppo"), ("fsdp", "load"), ("fsdp", "evaluate"),
+        ("fsdp", "sft"), ("fsdp", "load"), ("fsdp", "evaluate"),
     ]  # fmt: skip
     assert "| single | sft | 0 |" in table and "数字 100.0 / 小写 99.8 |" in rows[0]
     assert rows[3].endswith("accuracy digits 100.0 / invalid 79.6 |")
-    assert rows[1].endswith("| GPT2LMHeadModel 214016 parameters torch.float32 |")  # the load check's line
+    assert rows[1].endswith("| AutoModelForCausalLM 214016 parameters torch.float32 |")  # the load check's line
+    assert rows[4].endswith("| AutoModelForSequenceClassification 214016 parameters torch.float32 |")  # its own
     assert rows[2].endswith("| 数字 50.0 |")  # recipes/evaluate.py's results
     assert "| zero3 | ppo | 1 |" in table and "| zero3 | load | skipped: no final folder |" in table
     assert "## zero3 ppo failed" in table and "CUDA error: broken" in table
@@ -71,3 +72,5 @@ def test_every_step_gets_a_row_and_a_failure_does_not_stop_the_rest(tmp_path):
     ):
         assert flags in zero2  # fmt: skip
     assert all(call.endswith("--bf16 true") for call in calls)
+    fsdp = next(call for call in calls if "fsdp.yaml" in call)
+    assert "recipes/sft.py" in fsdp and f"--output_dir {out}/sft-fsdp" in fsdp

@@ -1,6 +1,7 @@
 """What makes a stage right under every engine, checked in one process: the judge's random stream, the gathered copy
 that is judged and saved, checkpoints in each engine's layout, and launch configs that cannot run on CPU."""
 
+import os
 import random
 from types import SimpleNamespace
 
@@ -100,3 +101,20 @@ def test_a_gpu_only_launch_is_refused_on_cpu_before_any_work(env, message, tmp_p
     with pytest.raises(UsageError, match=message):
         load_recipe("sft").main([*TINY_SFT, "--output_dir", str(tmp_path / "out")])
     assert not list(tmp_path.iterdir())
+
+
+def test_ppo_under_fsdp_is_refused_before_any_work(tmp_path, monkeypatch):
+    # Seen on an H200 (docs/device_check.md): TRL 1.12's PPOTrainer crashes at its first rollout under FSDP. Checked
+    # before whether a GPU is there, so this CPU test takes the path a GPU machine takes.
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    with pytest.raises(UsageError, match="PPO cannot train under fsdp.yaml: .* use recipes/accelerate/zero3.yaml"):
+        load_recipe("ppo").main(["--output_dir", str(tmp_path / "out")])
+    assert not list(tmp_path.iterdir())
+
+
+def test_hub_kernels_are_off_unless_asked_for():
+    # transformers would otherwise swap layers for Hub kernels wherever a model is built on a GPU (ZeRO-3's
+    # zero.Init): other layers than on one GPU, and a crash without network (docs/device_check.md).
+    from transformers.integrations.hub_kernels import _kernels_enabled
+
+    assert os.environ["USE_HUB_KERNELS"] == "NO" and not _kernels_enabled()
