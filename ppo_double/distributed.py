@@ -137,7 +137,7 @@ def saves_plain(trainer, model):
             setattr(trainer, name, value)
 
 
-def check_engine_runs_here(args=()) -> None:
+def check_engine_runs_here(args) -> None:
     """UsageError for a launch config that cannot run here, before any work, rather than a crash or a silent
     substitute: accelerate runs FSDP only on accelerators (on CPU it would train as DDP), a config that names GPUs
     (single_gpu.yaml: gpu_ids 0) would train on the CPU, and TRL 1.12's PPOTrainer cannot run under FSDP at all.
