@@ -106,9 +106,9 @@ ppo 30 single 0 &
 ppo 40 zero2 29511 &
 ppo 50 zero3 29512 &
 {
-    step 60 fsdp sft 240 "$OUT/sft-fsdp/eval_results.json" "${ACCELERATE[@]}" --config_file recipes/accelerate/fsdp.yaml \
-        --num_processes 1 --main_process_port 29513 recipes/sft.py --output_dir "$OUT/sft-fsdp" "${NO_FLOORS_SFT[@]}" \
-        --bf16 true
+    step 60 fsdp sft 240 "$OUT/sft-fsdp/eval_results.json" "${ACCELERATE[@]}" \
+        --config_file recipes/accelerate/fsdp.yaml --num_processes 1 --main_process_port 29513 \
+        recipes/sft.py --output_dir "$OUT/sft-fsdp" "${NO_FLOORS_SFT[@]}" --bf16 true
     check 61 fsdp "$OUT/sft-fsdp" AutoModelForCausalLM
 } &
 wait
@@ -159,9 +159,9 @@ lines = [
     f"GPU: {run('nvidia-smi', '--query-gpu=name,memory.total', '--format=csv,noheader') or 'none seen'}; "
     f"commit {run('git', 'rev-parse', '--short', 'HEAD')}; {versions}. "
     f"`bash scripts/device_check.sh`, {elapsed} s of a {budget} s budget. sft and reward ran side by side, then the "
-    "three PPO runs and the FSDP SFT side by side (one process each), so the wall times are not one run's alone. PPO: 4096 episodes, "
-    "floors off. Exact match in %, greedy, per prefix (the stage's own eval_results.json; `evaluate`: "
-    "recipes/evaluate.py on the held-out test numbers).", "",
+    "three PPO runs and the FSDP SFT side by side (one process each), so the wall times are not one run's alone. "
+    "PPO: 4096 episodes, floors off. Exact match in %, greedy, per prefix (the stage's own eval_results.json; "
+    "`evaluate`: recipes/evaluate.py on the held-out test numbers).", "",
     "| config | stage | exit code | wall seconds | greedy exact match per prefix |",
     "|---|---|---|---|---|",
 ]
