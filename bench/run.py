@@ -200,9 +200,10 @@ def metrics(paths: dict[str, Path], stages: list[str]) -> tuple[dict, list[dict]
         results = read_json(paths["rl"] / "eval_results.json")
         keys = ("exact_match", "sampled_exact_match", "correct", "sampled_correct")
         history = [
-            # a run resumed from a checkpoint has its earlier judgements from the log, without their seconds
-            {"episode": h["episode"], "seconds": h.get("seconds"), **{k: h[f"eval/{k}"] for k in keys}}
-            | {f"{k}/{p}": h[f"eval/{k}/{p}"] for k in ("exact_match", "sampled_exact_match") for p in PREFIXES}
+            # a resumed run has its earlier judgements from the log, without their seconds; the judge draws sampled
+            # answers only where greedy holds the target (None here)
+            {"episode": h["episode"], "seconds": h.get("seconds"), **{k: h.get(f"eval/{k}") for k in keys}}
+            | {f"{k}/{p}": h.get(f"eval/{k}/{p}") for k in ("exact_match", "sampled_exact_match") for p in PREFIXES}
             for h in results["judged_during_training"]
         ]
         log = log_history(paths["rl"] / "trainer_state.json")

@@ -34,8 +34,7 @@ def plain_loop(steps: int, batch: int, seed: int = 42) -> float:
         chunk = rows[step * batch : (step + 1) * batch]
         width = max(map(len, chunk["input_ids"]))
         ids = torch.tensor([r + [0] * (width - len(r)) for r in chunk["input_ids"]])
-        mask = torch.tensor([m + [0] * (width - len(m)) for m in chunk["completion_mask"]])
-        labels = ids.masked_fill(mask == 0, -100)
+        labels = torch.tensor([r + [-100] * (width - len(r)) for r in chunk["labels"]])
         # the tutorial's loss, by hand: next-token cross-entropy over the completion (and no loss_type to look up)
         logits = model(input_ids=ids, attention_mask=(ids != 0).long()).logits
         loss = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1), labels[:, 1:].flatten())

@@ -9,7 +9,7 @@ from transformers import GPT2LMHeadModel, Trainer, TrainerCallback
 from transformers.trainer_callback import ProgressCallback
 
 from .distributed import gathered_model, load_plain, on_main
-from .evaluate import evaluate
+from .evaluate import judged
 from .task import PREFIXES, VALIDATION_NUMBERS, heldout_prompts
 
 logger = logging.getLogger(__name__)
@@ -27,15 +27,21 @@ def episodes(args, step: int) -> int:
     return step * args.batch_size
 
 
+def greedy_holds(logs: dict, target: float) -> bool:
+    """Every prefix's greedy exact match is at or above `target`: the stop rule's first clause."""
+    return all(logs[f"eval/exact_match/{p}"] >= target for p in PREFIXES)
+
+
 def holds_target(
     logs: dict, start: dict, target: float, sampled_target: float, keep_correct: bool, margin: float = 0.0
 ) -> bool:
-    """The stop rule on one judgement (`logs`; `start`: the judgement of the starting policy)."""
+    """The stop rule on one judgement (`logs`; `start`: the judgement of the starting policy). A judgement whose greedy
+    answers miss the target holds no sampled shares: JudgeCallback does not draw them there."""
+    if not greedy_holds(logs, target):
+        return False
     gained = logs["eval/sampled_correct"] >= start["eval/sampled_correct"] + margin
-    return (not keep_correct or gained) and all(
-        logs[f"eval/exact_match/{p}"] >= target and logs[f"eval/sampled_exact_match/{p}"] >= sampled_target
-        for p in PREFIXES
-    )
+    sampled = all(logs[f"eval/sampled_exact_match/{p}"] >= sampled_target for p in PREFIXES)
+    return sampled and (not keep_correct or gained)
 
 
 def streaks(judgements: list[dict], holds) -> list[int]:
@@ -60,7 +66,8 @@ class JudgeCallback(TrainerCallback):
     Logs `eval/exact_match` (greedy; overall and per prefix), `eval/sampled_exact_match` (overall and per prefix),
     `eval/correct` (greedy share of correct doubles in any system; overall and per prefix) and
     `eval/sampled_correct` next to TRL's own metrics, through the Trainer's `log`, so they reach the console,
-    `log_history` and every tracker. The starting policy is judged too, before the first update (logged at step 0):
+    `log_history` and every tracker. With a stop rule (`target`), the sampled shares are logged only where greedy holds
+    the target (see `_measure`). The starting policy is judged too, before the first update (logged at step 0):
     the one saved in `start_model_path` when given, i.e. the SFT policy before scale_prefix_embeddings changes the
     copy that trains (that change alone lowers the sampled correct share by up to 1.4 points), else the trainer's.
 
@@ -119,20 +126,26 @@ class JudgeCallback(TrainerCallback):
         weights (distributed.gathered_model: under ZeRO-3 every process takes part in gathering them)."""
         from_folder = start and self.start_model_path is not None
         policy = None if from_folder else gathered_model(self.trainer)
-        return on_main(self._measure, policy)
+        return on_main(self._measure, policy, start)
 
-    def _measure(self, policy) -> dict:
+    def _measure(self, policy, start: bool) -> dict:
         if policy is None:  # the starting policy as its folder holds it: see start_policy
             policy = self.start_policy()
-        results = evaluate(policy, self.trainer.processing_class, self.prompts, seed=self.seed, samples=self.samples)
-        greedy, sampled = results["greedy"], results["sampled"]
+        tokenizer = self.trainer.processing_class
+        greedy = judged(policy, tokenizer, self.prompts)
         logs = {"eval/exact_match": greedy["all"]["exact_match"], "eval/correct": greedy["all"]["correct"]}
-        logs["eval/sampled_exact_match"] = sampled["all"]["exact_match"]
-        logs["eval/sampled_correct"] = sampled["all"]["correct"]
         for prefix in PREFIXES:
             logs[f"eval/exact_match/{prefix}"] = greedy[prefix]["exact_match"]
-            logs[f"eval/sampled_exact_match/{prefix}"] = sampled[prefix]["exact_match"]
             logs[f"eval/correct/{prefix}"] = greedy[prefix]["correct"]
+        # With a stop rule, the sampled answers (4/5 of a judgement's time) are drawn only where greedy holds the
+        # target: before that the rule cannot hold, so skipping them changes no decision. The starting policy's are
+        # always drawn: keep_correct compares with them.
+        if start or self.target is None or greedy_holds(logs, self.target):
+            sampled = judged(policy, tokenizer, self.prompts, self.samples, self.seed)
+            logs["eval/sampled_exact_match"] = sampled["all"]["exact_match"]
+            logs["eval/sampled_correct"] = sampled["all"]["correct"]
+            for prefix in PREFIXES:
+                logs[f"eval/sampled_exact_match/{prefix}"] = sampled[prefix]["exact_match"]
         return logs
 
     def reached_target(self, logs: dict) -> bool:
@@ -194,12 +207,12 @@ class JudgeCallback(TrainerCallback):
     def summary(self) -> str:
         """The last judgement, in the stop rule's terms: `greedy 99.8 / 100.0 / 99.6 %, sampled ...`."""
         last, start = self.history[-1], self.history[0]
-        shares = {
-            mode: " / ".join(f"{100 * last[f'eval/{key}/{p}']:.1f}" for p in PREFIXES)
-            for mode, key in (("greedy", "exact_match"), ("sampled", "sampled_exact_match"))
-        }
+        greedy = " / ".join(f"{100 * last[f'eval/exact_match/{p}']:.1f}" for p in PREFIXES)
+        if "eval/sampled_correct" not in last:
+            return f"exact match greedy {greedy} % for {' / '.join(PREFIXES)} (below the target: no sampled answers)"
+        sampled = " / ".join(f"{100 * last[f'eval/sampled_exact_match/{p}']:.1f}" for p in PREFIXES)
         return (
-            f"exact match greedy {shares['greedy']} %, sampled {shares['sampled']} % for {' / '.join(PREFIXES)}; "
+            f"exact match greedy {greedy} %, sampled {sampled} % for {' / '.join(PREFIXES)}; "
             f"sampled correct {100 * last['eval/sampled_correct']:.2f} % "
             f"(at the start {100 * start['eval/sampled_correct']:.2f} %)"
         )

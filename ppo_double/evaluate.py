@@ -2,6 +2,7 @@
 
 import json
 from collections import defaultdict
+from functools import lru_cache
 from itertools import groupby
 
 import torch
@@ -36,9 +37,10 @@ def generate_answers(
 
 def _generate(model, tokenizer, prompts, sample, max_new_tokens, batch_size, device) -> list[str]:
     answers = [None] * len(prompts)
-    # Each distinct prompt tokenized once (a sampled judgement repeats every prompt `samples` times), and answers
-    # read back id by id: the tokenizer's per-call overhead was a third of a judgement's time.
-    ids = {prompt: tokenizer(prompt).input_ids for prompt in set(prompts)}
+    # Each distinct prompt tokenized once per process (a judgement repeats every prompt `samples` times, and the judge
+    # asks for the same prompts every time), and answers read back id by id: the tokenizer's per-call overhead was a
+    # third of a judgement's time.
+    ids = {prompt: _prompt_ids(tokenizer, prompt) for prompt in set(prompts)}
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     for _, group in groupby(order, key=lambda i: len(prompts[i])):
         group = list(group)
@@ -65,6 +67,11 @@ def _generate(model, tokenizer, prompts, sample, max_new_tokens, batch_size, dev
                     text.split(tokenizer.eos_token, 1)[0] + tokenizer.eos_token if tokenizer.eos_token in text else text
                 )
     return answers
+
+
+@lru_cache(maxsize=1 << 16)
+def _prompt_ids(tokenizer, prompt: str) -> list[int]:
+    return tokenizer(prompt).input_ids
 
 
 def score(prompts: list[str], completions: list[str]) -> dict:
@@ -105,16 +112,20 @@ def score(prompts: list[str], completions: list[str]) -> dict:
 TEST_SAMPLES = 4
 
 
+def judged(model, tokenizer, prompts: list[str], samples: int = 0, seed: int = 0, max_new_tokens: int = 7) -> dict:
+    """Per-prefix metrics (`score`) of the greedy answers (`samples` 0) or of `samples` answers per prompt sampled at
+    temperature 1."""
+    asked = prompts * max(samples, 1)
+    answers = generate_answers(model, tokenizer, asked, sample=samples > 0, seed=seed, max_new_tokens=max_new_tokens)
+    return score(asked, answers)
+
+
 def evaluate(model, tokenizer, prompts: list[str], seed: int = 0, max_new_tokens: int = 7, samples: int = TEST_SAMPLES):
     """{"greedy": per-prefix metrics, "sampled": per-prefix metrics at temperature 1, over `samples` answers per
     prompt}."""
-    sampled_prompts = prompts * samples
     return {
-        "greedy": score(prompts, generate_answers(model, tokenizer, prompts, max_new_tokens=max_new_tokens)),
-        "sampled": score(
-            sampled_prompts,
-            generate_answers(model, tokenizer, sampled_prompts, sample=True, seed=seed, max_new_tokens=max_new_tokens),
-        ),
+        "greedy": judged(model, tokenizer, prompts, max_new_tokens=max_new_tokens),
+        "sampled": judged(model, tokenizer, prompts, samples, seed, max_new_tokens),
     }
 
 

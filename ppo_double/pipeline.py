@@ -54,10 +54,13 @@ def stage_commands(
     launch = ["--config_file", accelerate_config] if accelerate_config else list(LAUNCH_ARGS)
     if processes != 1:
         launch = [*launch, "--num_processes", str(processes), *(() if accelerate_config else ("--multi_gpu",))]
+    # One process and no config: `accelerate launch` would only start a Python that starts the recipe's (~3.5 s, a
+    # unit of `make all`), and the recipe's Accelerator sets up the same single process without it.
+    launcher = [python] if processes == 1 and not accelerate_config else [accelerate, "launch", *launch]
     commands = {
         "sft": [python, "recipes/sft.py", *seeded, "--output_dir", sft],
         "reward": [python, "recipes/reward.py", *seeded, "--output_dir", reward],
-        "rl": [accelerate, "launch", *launch, f"recipes/{algorithm}.py", *seeded[:2], "--output_dir", rl]
+        "rl": [*launcher, f"recipes/{algorithm}.py", *seeded[:2], "--output_dir", rl]
         + ["--sft_model_path", sft, "--reward_model_path", reward],
         "eval": [python, "recipes/evaluate.py", "--model", rl, "--baseline", sft, "--output_json", eval_json],
     }

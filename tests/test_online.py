@@ -109,6 +109,28 @@ def test_the_stop_rule_waits_for_the_starting_policys_sampled_correct_share():
             assert (resumed.streak, resumed.stopped) == (online[step - 1], step == stopped_at)
 
 
+def test_the_judge_draws_sampled_answers_only_where_greedy_holds_the_target():
+    """Before greedy holds the target the stop rule cannot hold: the judge skips the sampled answers there (4/5 of
+    its time), but never the starting policy's, which keep_correct compares with."""
+    from types import SimpleNamespace
+
+    from ppo_double.callbacks import JudgeCallback, holds_target
+    from ppo_double.modeling import build_policy, load_tokenizer
+
+    trainer = SimpleNamespace(processing_class=load_tokenizer())
+    policy = build_policy(n_layer=1)  # untrained: greedy exact match far below any target but 0
+
+    def judgement(target: float | None, start: bool = False) -> dict:
+        return JudgeCallback(trainer, every=1, numbers=[1234, 5678], target=target, samples=2)._measure(policy, start)
+
+    sampled = {"eval/sampled_exact_match", "eval/sampled_correct"}
+    skipped, start = judgement(0.995), judgement(0.995, start=True)
+    assert not sampled & skipped.keys() and sampled <= start.keys()
+    assert sampled <= judgement(None).keys()  # no stop rule (GRPO's and RLOO's default): every judgement whole
+    assert sampled <= judgement(0.0).keys()  # greedy holds a target of 0
+    assert not holds_target(skipped, start, 0.995, 0.0, keep_correct=True)
+
+
 @pytest.mark.parametrize("stage", ["ppo", "grpo"])
 def test_the_start_is_judged_on_the_sft_policy_as_saved(stage, tiny_sft, tiny_reward, tmp_path):
     """keep_correct compares with the SFT policy as saved (as the test does), not with the copy that
@@ -117,15 +139,16 @@ def test_the_start_is_judged_on_the_sft_policy_as_saved(stage, tiny_sft, tiny_re
 
     from ppo_double import callbacks
 
-    judged_wte, evaluate = [], callbacks.evaluate
+    judged_wte, judged = [], callbacks.judged
 
-    def recording_evaluate(model, *args, **kwargs):
-        judged_wte.append(model.get_input_embeddings().weight.detach().clone())
-        return evaluate(model, *args, **kwargs)
+    def recording_judged(model, tokenizer, prompts, samples=0, *args, **kwargs):
+        if not samples:  # each judgement's greedy answers
+            judged_wte.append(model.get_input_embeddings().weight.detach().clone())
+        return judged(model, tokenizer, prompts, samples, *args, **kwargs)
 
     args = (tiny_ppo_args if stage == "ppo" else tiny_group_args)(tiny_sft, tiny_reward, tmp_path / "out")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(callbacks, "evaluate", recording_evaluate)
+        mp.setattr(callbacks, "judged", recording_judged)
         load_recipe(stage).main([*args, "--scale_prefix_embeddings", "true"])
     sft_wte = weights(tiny_sft)["transformer.wte.weight"]
     prefix_rows = [VOCAB.index(c) for c in set("".join(PREFIXES))]

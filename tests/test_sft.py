@@ -45,7 +45,7 @@ def test_sft_trains_only_on_the_completion():
     tokenizer = load_tokenizer()
     row = sft_dataset(tokenizer, 1, seed=0)[0]
     text = tokenizer.decode(row["input_ids"])
-    completion = tokenizer.decode([i for i, m in zip(row["input_ids"], row["completion_mask"]) if m])
+    completion = tokenizer.decode([label for label in row["labels"] if label != -100])
     assert text.startswith("S__:") and text.endswith(completion) and completion.endswith("E")
     assert text[: len(text) - len(completion)].endswith("x2=")
 
