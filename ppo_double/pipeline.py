@@ -22,7 +22,9 @@ from .summary import ALGORITHMS, SIDE_BY_SIDE, summarize
 
 ROOT = Path(__file__).resolve().parent.parent
 STAGES = ("sft", "reward", "rl", "eval")
-# What the Makefile passes `accelerate launch` without a config file (else it lists the defaults it assumed).
+# What the Makefile passes `accelerate launch` without a config file (else it lists the defaults it assumed). The launch
+# is kept for one process too: it runs the recipe on OMP_NUM_THREADS (1 when unset), as `make ppo` does; started as a
+# plain script, PPO would train on 2 threads, with other numerics (seed 42's greedy correct share then dipped to 90 %).
 LAUNCH_ARGS = ("--num_processes", "1", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no")
 LOG_TAIL_LINES = 20
 
@@ -54,13 +56,10 @@ def stage_commands(
     launch = ["--config_file", accelerate_config] if accelerate_config else list(LAUNCH_ARGS)
     if processes != 1:
         launch = [*launch, "--num_processes", str(processes), *(() if accelerate_config else ("--multi_gpu",))]
-    # One process and no config: `accelerate launch` would only start a Python that starts the recipe's (~3.5 s, a
-    # unit of `make all`), and the recipe's Accelerator sets up the same single process without it.
-    launcher = [python] if processes == 1 and not accelerate_config else [accelerate, "launch", *launch]
     commands = {
         "sft": [python, "recipes/sft.py", *seeded, "--output_dir", sft],
         "reward": [python, "recipes/reward.py", *seeded, "--output_dir", reward],
-        "rl": [*launcher, f"recipes/{algorithm}.py", *seeded[:2], "--output_dir", rl]
+        "rl": [accelerate, "launch", *launch, f"recipes/{algorithm}.py", *seeded[:2], "--output_dir", rl]
         + ["--sft_model_path", sft, "--reward_model_path", reward],
         "eval": [python, "recipes/evaluate.py", "--model", rl, "--baseline", sft, "--output_json", eval_json],
     }
