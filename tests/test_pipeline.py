@@ -66,9 +66,6 @@ def test_stage_commands_read_and_write_the_folders_and_append_the_overrides(tmp_
     assert commands["eval"][-2:] == ["--output_json", str(tmp_path / "eval.json")]
     defaults = pipeline.stage_commands(pipeline.folders(tmp_path), accelerate_config="a.yaml")
     assert "--seed" not in defaults["sft"] and defaults["rl"][2:4] == ["--config_file", "a.yaml"]
-    # one process and no config: the recipe runs as a plain Python script, no `accelerate launch` before it
-    assert rl[0] == sys.executable and "launch" not in rl
-    assert pipeline.stage_commands(paths, processes=2)["rl"][1] == "launch"
 
 
 def test_pipeline_seconds_count_the_side_by_side_stages_once():
