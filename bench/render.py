@@ -1,7 +1,5 @@
-"""Tables and pictures of a study, from its records in the store; the README's marked blocks.
-
-Nothing here runs or measures: `python bench/run.py STUDY --report-only` writes the same document from the same
-store every time (the bootstrap's random state is fixed in stats.py).
+"""A study's tables and pictures, from its records in the store, and the pages' marked blocks. Nothing here runs or
+measures: the same store gives the same document every time (stats.py fixes the bootstrap's random state).
 """
 
 import itertools
@@ -9,9 +7,9 @@ import math
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import stats
 
+from ppo_double.pipeline import STAGES
 from ppo_double.task import PREFIXES
 
 DASH = "—"
@@ -30,22 +28,18 @@ def per_prefix(values: dict | None) -> str:
 
 
 def interval(estimate, spec: str = ".0f", scale: float = 1.0) -> str:
-    """`IQM [low, high]` of stats.iqm / paired_change, scaled."""
+    """`point [low, high]` of a (point, low, high) from stats.py, scaled; the point alone where it has no bounds."""
     if estimate is None:
         return DASH
     point, low, high = (scale * value for value in estimate)
-    if math.isnan(low):
-        return format(point, spec)
-    return f"{point:{spec}} [{low:{spec}}, {high:{spec}}]"
+    return format(point, spec) if math.isnan(low) else f"{point:{spec}} [{low:{spec}}, {high:{spec}}]"
 
 
 def table(header: list[str], rows: list[list[str]]) -> str:
     """Markdown, without the columns no row has a number in (e.g. pipeline seconds where every stage was cached)."""
-    keep = [
-        i for i in range(len(header)) if i == 0 or any(row[i] not in ("", DASH, f"{DASH} ({DASH})") for row in rows)
-    ]
-    header, rows = [header[i] for i in keep], [[row[i] for i in keep] for row in rows]
-    lines = [header, ["---"] * len(header), *rows]
+    empty = ("", DASH, f"{DASH} ({DASH})")
+    keep = [i for i in range(len(header)) if i == 0 or any(row[i] not in empty for row in rows)]
+    lines = [[header[i] for i in keep], ["---"] * len(keep), *([row[i] for i in keep] for row in rows)]
     return "\n".join("| " + " | ".join(cells) + " |" for cells in lines)
 
 
@@ -63,94 +57,90 @@ def outcome(record: dict) -> str:
     return ", ".join(parts)
 
 
-# --- the document ---------------------------------------------------------------------------------------------------
+# --- the tables -----------------------------------------------------------------------------------------------------
 
 
-def run_rows(records: list[dict]) -> tuple[list[str], list[list[str]]]:
-    """One row per run: the columns some record has a number for."""
-    columns = [
-        ("wall s (" + " / ".join(("sft", "reward", "rl", "eval")) + ")", None, lambda r, m: walls(r)),
-        ("total s (units)", "total_s", lambda r, m: f"{num(m['total_s'])} ({num(m.get('total_units'))})"),
-        ("reward: invalid caught (lowest kind)", "reward_invalid", reward_cell),
-        ("completions", "completions", lambda r, m: num(m["completions"])),
-        (f"onset (every prefix ≥ {100 * 0.9:g} % greedy)", "onset", lambda r, m: num(m["onset"])),
-        ("completions to target", "completions", lambda r, m: num(m["completions_to_target"])),
-        *(
-            (f"{mode} exact {' / '.join(PREFIXES)}", name, lambda r, m, name=name: per_prefix(m[name]))
-            for mode, name in (("greedy", "greedy_exact_match"), ("sampled", "sampled_exact_match"))
-        ),
-        ("sampled correct SFT → run", "sft_sampled_correct", correct_cell),
-        ("lowest greedy correct in training", "min_greedy_correct", lambda r, m: pct(m["min_greedy_correct"])),
-        ("reward / judged exact of the last rollouts", "final_reward", rollout_cell),
-        ("every target", "target_met", lambda r, m: "yes" if m["target_met"] else "**no**"),
-    ]
-    present = [c for c in columns if c[1] is None or any(c[1] in r["metrics"] for r in records)]
-    rows = []
-    for r in records:
-        if r["failed_stage"]:
-            rows.append([r["variant"], str(r["seed"]), f"failed: {r['failed_stage']}", *[""] * (len(present) - 1)])
-        else:
-            m = r["metrics"]
-            rows.append(
-                [r["variant"], str(r["seed"]), *(cell(r, m) if k is None or k in m else DASH for _, k, cell in present)]
-            )
-    return ["variant", "seed", *(name for name, _, _ in present)], rows
+def walls(stages: dict) -> str:
+    cells = {s: "cached" if r["cached"] else f"{r['wall_s']:.0f}" for s, r in stages.items()}
+    return " / ".join(cells.get(s, DASH) for s in STAGES)
 
 
-def walls(record: dict) -> str:
-    stages = record["stages"]
-    return " / ".join(
-        DASH if s not in stages else "cached" if stages[s]["cached"] else f"{stages[s]['wall_s']:.0f}"
-        for s in ("sft", "reward", "rl", "eval")
-    )
-
-
-def reward_cell(record: dict, m: dict) -> str:
+def invalid_caught(m: dict) -> str:
     kinds = [v for k, v in m.get("reward_accuracy", {}).items() if k.startswith("invalid/")]
     return f"{pct(m['reward_invalid'], 2)} ({pct(min(kinds, default=None), 1)})"
 
 
-def correct_cell(record: dict, m: dict) -> str:
+def sampled_correct(m: dict) -> str:
     return f"{pct(m['sft_sampled_correct'], 2)} → {pct(m['sampled_correct'], 2)}"
 
 
-def rollout_cell(record: dict, m: dict) -> str:
+def rollouts(m: dict) -> str:
     return f"{m['final_reward']:.3f} / {pct(m['final_judged'])} (gap {m['final_reward'] - m['final_judged']:+.3f})"
 
 
-def summary_rows(frame) -> tuple[list[str], list[list[str]]]:
-    """The per-variant table of a stats.summary frame."""
-    header = [
-        "variant",
-        "runs (failed)",
-        "every target met [95 % Wilson]",
-        "completions to target, IQM [95 % CI] (runs reaching it)",
-        "s to target, IQM (plain-loop units)",
-        "pipeline s, IQM [95 % CI] (units)",
-        "sampled correct change vs SFT, points, mean [95 % CI]",
-        "lowest greedy correct in training",
-        "reward − judged exact of the last rollouts, IQM [95 % CI]",
-    ]
+# a run's columns after its variant, seed and wall times: (header, the metric its cell needs, the cell of its metrics)
+RUN_COLUMNS = [
+    ("total s (units)", "total_s", lambda m: f"{num(m['total_s'])} ({num(m.get('total_units'))})"),
+    ("reward: invalid caught (lowest kind)", "reward_invalid", invalid_caught),
+    ("completions", "completions", lambda m: num(m["completions"])),
+    ("onset (every prefix ≥ 90 % greedy)", "onset", lambda m: num(m["onset"])),
+    ("completions to target", "completions", lambda m: num(m["completions_to_target"])),
+    (f"greedy exact {' / '.join(PREFIXES)}", "greedy_exact_match", lambda m: per_prefix(m["greedy_exact_match"])),
+    (f"sampled exact {' / '.join(PREFIXES)}", "sampled_exact_match", lambda m: per_prefix(m["sampled_exact_match"])),
+    ("sampled correct SFT → run", "sft_sampled_correct", sampled_correct),
+    ("lowest greedy correct in training", "min_greedy_correct", lambda m: pct(m["min_greedy_correct"])),
+    ("reward / judged exact of the last rollouts", "final_reward", rollouts),
+    ("every target", "target_met", lambda m: "yes" if m["target_met"] else "**no**"),
+]
+# a variant's cells, of its row in stats.summary
+CELL = {
+    "met": lambda row: f"{row['met']}/{row['runs']} [{100 * row['met_low']:.0f}–{100 * row['met_high']:.0f} %]",
+    "reached": lambda row: f"{interval(row['completions_to_target'])} ({row['completions_to_target_n']}/{row['runs']})",
+    "lowest": lambda row: pct(row["min_greedy_correct"]),
+    "change": lambda row: interval(row["correct_change"], "+.2f", scale=100),
+    "seconds": lambda row: f"{interval(row['seconds_to_target'])} ({interval(row['units_to_target'])})",
+    "total": lambda row: f"{interval(row['total_s'])} ({interval(row['total_units'])})",
+}
+SUMMARY_COLUMNS = [  # (header, cell)
+    ("runs (failed)", lambda row: f"{row['runs']} ({row['failed']})"),
+    ("every target met [95 % Wilson]", CELL["met"]),
+    ("completions to target, IQM [95 % CI] (runs reaching it)", CELL["reached"]),
+    ("s to target, IQM (plain-loop units)", CELL["seconds"]),
+    ("pipeline s, IQM [95 % CI] (units)", CELL["total"]),
+    ("sampled correct change vs SFT, points, mean [95 % CI]", CELL["change"]),
+    ("lowest greedy correct in training", CELL["lowest"]),
+    ("reward − judged exact of the last rollouts, IQM [95 % CI]", lambda row: interval(row["reward_gap"], "+.3f")),
+]
+DETAIL_COLUMNS = [  # a variant beside its baseline, in the page's section on it
+    ("every target [95 % Wilson]", CELL["met"]),
+    ("completions to target, IQM [95 % CI] (runs reaching it)", CELL["reached"]),
+    ("lowest greedy correct in training", CELL["lowest"]),
+    ("sampled correct vs SFT, points [95 % CI]", CELL["change"]),
+]
+RANKING_HEADER = ["variant", "against", "P(the defaults need fewer completions) [95 % CI]"]
+RANKING_HEADER += ["every target met [95 % Wilson] vs the defaults"]
+RANKING_HEADER += ["completions to target, IQM [95 % CI] (runs reaching it) vs the defaults' IQM"]
+RANKING_HEADER += [
+    "lowest greedy correct in training vs the defaults",
+    "sampled correct change vs SFT, points [95 % CI]",
+]
+
+
+def run_table(records: list[dict]) -> str:
+    header = ["variant", "seed", f"wall s ({' / '.join(STAGES)})", *(name for name, _, _ in RUN_COLUMNS)]
     rows = []
-    for variant, row in frame.iterrows():
+    for r in records:
+        m, cells = r["metrics"], [r["variant"], str(r["seed"])]
+        if r["failed_stage"]:
+            rows.append([*cells, f"failed: {r['failed_stage']}", *[""] * len(RUN_COLUMNS)])
+        else:
+            rows.append([*cells, walls(r["stages"]), *(cell(m) if k in m else DASH for _, k, cell in RUN_COLUMNS)])
+    return table(header, rows)
 
-        def units(name, row=row):
-            return interval(row[name], ".0f") if row[name] else DASH
 
-        rows.append(
-            [
-                variant,
-                f"{row['runs']} ({row['failed']})",
-                met_cell(row),
-                reached_cell(row),
-                f"{interval(row['seconds_to_target'])} ({units('units_to_target')})",
-                f"{interval(row['total_s'])} ({units('total_units')})",
-                interval(row["correct_change"], "+.2f", scale=100),
-                pct(row["min_greedy_correct"]),
-                interval(row["reward_gap"], "+.3f"),
-            ]
-        )
-    return header, rows
+def variants_table(first: str, columns: list, rows) -> str:
+    """(name, stats.summary row) pairs: the name under the header `first`, then `columns` (header, cell)."""
+    return table([first, *(h for h, _ in columns)], [[name, *(cell(row) for _, cell in columns)] for name, row in rows])
 
 
 def completions_needed(records: list[dict]) -> dict[str, list[float]]:
@@ -162,38 +152,50 @@ def completions_needed(records: list[dict]) -> dict[str, list[float]]:
     return needed
 
 
-def met_cell(row) -> str:
-    """`met/runs [Wilson 95 %]` of a stats.summary row."""
-    return f"{row['met']}/{row['runs']} [{100 * row['met_low']:.0f}–{100 * row['met_high']:.0f} %]"
+def baseline_of(study: dict) -> dict[str, str]:
+    """Each variant's baseline: the study's `baselines` variant with the same algorithm (baselines themselves: none)."""
+    algorithm = {v: (spec or {}).get("algorithm", "ppo") for v, spec in study.get("variants", {}).items()}
+    bases = {algorithm[b]: b for b in study.get("baselines", [])}
+    return {v: bases[a] for v, a in algorithm.items() if a in bases and v not in bases.values()}
 
 
-def reached_cell(row) -> str:
-    """`IQM [95 % CI] (reached/runs)` of a stats.summary row's completions to the target."""
-    return f"{interval(row['completions_to_target'])} ({row['completions_to_target_n']}/{row['runs']})"
-
-
-def improvement_rows(records: list[dict]) -> list[list[str]]:
-    """P(X reaches the target in fewer completions than Y), every ordered pair of variants; a run that never
-    reached it counts as needing more than any that did."""
-    needed = {variant: runs for variant, runs in completions_needed(records).items() if min(runs) < math.inf}
+def ranking(study: dict, records: list[dict], frame) -> list[list[str]]:
+    """Each variant against its baseline (RANKING_HEADER), the change that costs the most first: by P(a baseline run
+    reaches the target in fewer completions than a variant run; one that never reaches it needs more than any)."""
+    needed = completions_needed(records)
     rows = []
-    for x, y in itertools.permutations(needed, 2):
-        rows.append([x, y, interval(stats.fewer_is_better(needed[x], needed[y]), ".2f")])
-    return rows
+    for variant, base in baseline_of(study).items():
+        if variant in frame.index and base in frame.index:
+            row, ref = frame.loc[variant], frame.loc[base]
+            worse = stats.fewer_is_better(needed.get(base, [math.inf]), needed.get(variant, [math.inf]))
+            ref_reached = num(ref["completions_to_target"] and ref["completions_to_target"][0])
+            cells = [variant, base, interval(worse, ".2f"), f"{CELL['met'](row)} vs {ref['met']}/{ref['runs']}"]
+            cells += [f"{CELL['reached'](row)} vs {ref_reached}", f"{CELL['lowest'](row)} vs {CELL['lowest'](ref)}"]
+            rows.append((-worse[0], [*cells, CELL["change"](row)]))
+    return [cells for _, cells in sorted(rows, key=lambda pair: pair[0])]
 
 
-def analysis(study: dict, records: list[dict]) -> tuple[pd.DataFrame, list[list[str]]]:
-    """stats.summary's per-variant frame and (with baselines) the ranking against them: both bootstrap, and both the
-    report and the page's per-detail blocks show them, so they are computed once."""
+def detail_blocks(study: dict, frame, ranked: list[list[str]], folder: str) -> dict[str, str]:
+    """Per ranked variant, its page section's block: its baseline's numbers and its own, the probability that the
+    baseline needs fewer completions, and its picture in `folder`."""
+    probability = {cells[0]: cells[2] for cells in ranked}
+    blocks = {}
+    for variant, base in baseline_of(study).items():
+        if variant in probability:
+            numbers = variants_table("", DETAIL_COLUMNS, ((f"`{name}`", frame.loc[name]) for name in (base, variant)))
+            said = f"P(a `{base}` run reaches the target in fewer completions than a `{variant}` run) = "
+            picture = f"![{variant} against {base}: IQM over seeds with 95 % bands]({folder}/{variant}.png)"
+            blocks[variant] = f"{numbers}\n\n{said}{probability[variant]}.\n\n{picture}"
+    return blocks
+
+
+def report(study: dict, records: list[dict], figure: Path | None = None) -> tuple[str, dict[str, str]]:
+    """The study's markdown (what ran, each variant ranked against its baseline where the study has baselines, the
+    per-variant summary, the runs folded, the machines, the picture) and the parts pages mark by name (the pipeline's
+    headline; with `figure`, each ranked variant's block). Draws the picture at `figure` (ranked: one per variant, in
+    the folder of its name)."""
     frame = stats.summary(records)
-    return frame, detail_rows(study, records, frame)
-
-
-def report(study: dict, records: list[dict], analysed: tuple, figure: Path | None = None) -> str:
-    """The study's markdown: what ran, (with baselines) each variant ranked against its baseline, the per-variant
-    summary with intervals, the runs (folded), the machine, the picture(s). `analysed`: analysis(study, records)."""
-    frame, ranked = analysed
-    header, rows = summary_rows(frame)
+    ranked = ranking(study, records, frame)
     parts = [
         " ".join(str(study.get("description", "")).split()),
         f"Per variant, over its seeds (`python bench/run.py bench/studies/{study['name']}.yaml`; records in "
@@ -209,26 +211,34 @@ def report(study: dict, records: list[dict], analysed: tuple, figure: Path | Non
             "that a run on the defaults reaches the target in fewer completions than a run of the variant (a run "
             "that never reaches it counts as needing more; rliable, 95 % CI). 0.5: no difference; above: the "
             "detail helps; below: the change does.",
-            table(DETAIL_HEADER, ranked),
+            table(RANKING_HEADER, ranked),
             "Per variant:",
         ]
-    parts.append(table(header, rows))
-    pairs = improvement_rows(records) if not ranked else []
+    parts.append(variants_table("variant", SUMMARY_COLUMNS, frame.iterrows()))
+    needed = {variant: runs for variant, runs in completions_needed(records).items() if min(runs) < math.inf}
+    pairs = [] if ranked else list(itertools.permutations(needed, 2))
     if len(pairs) > 1:
+        rows = [[x, y, interval(stats.fewer_is_better(needed[x], needed[y]), ".2f")] for x, y in pairs]
         parts += [
             "Probability that a run of X reaches the target in fewer completions than a run of Y (rliable, 95 % CI):",
-            table(["X", "Y", "P(X needs fewer) [95 % CI]"], pairs),
+            table(["X", "Y", "P(X needs fewer) [95 % CI]"], rows),
         ]
-    header, rows = run_rows(records)
-    parts += [f"<details><summary>Each run ({len(records)})</summary>\n\n{table(header, rows)}\n\n</details>"]
+    parts.append(f"<details><summary>Each run ({len(records)})</summary>\n\n{run_table(records)}\n\n</details>")
     parts.append(machine_line(records))
     if figure and any(r["history"] for r in records):
         if ranked:  # one picture per variant beside its baseline, for the page that explains them
-            detail_figures(study, records, Path(figure).with_suffix(""))
+            for variant, base in baseline_of(study).items():
+                signature = (study["variants"][variant] or {}).get("signature")
+                panels = [*JUDGED, *([("logged", signature, signature)] if signature else [])]
+                runs = [r for r in records if r["variant"] in (base, variant)]
+                if any(r["variant"] == variant for r in runs):
+                    curves(runs, Path(figure).with_suffix("") / f"{variant}.png", panels)
         else:
             parts.append(f"![{study['name']}: IQM over seeds with 95 % bands]({figure})")
             curves(records, figure)
-    return "\n\n".join(part for part in parts if part)
+    named = {"headline": headline(records)} if study["name"] == "pipeline" else {}
+    named |= detail_blocks(study, frame, ranked, Path(figure).stem) if figure else {}
+    return "\n\n".join(part for part in parts if part), named
 
 
 def machine_line(records: list[dict]) -> str:
@@ -245,7 +255,38 @@ def machine_line(records: list[dict]) -> str:
     return "Measured on: " + "; ".join(f"{n} run(s): {line}" for line, n in seen.items()) + "."
 
 
-# --- the picture ----------------------------------------------------------------------------------------------------
+def headline(records: list[dict], seed: int = 42) -> str:
+    """The README's headline: how many seeds met every target (Wilson interval), the paired sampled-correct change,
+    where PPO stopped, and `seed`'s run per prefix. No bootstrap: cheap to re-render in a test."""
+    done = [r["metrics"] for r in records if not r["failed_stage"]]
+    met = sum(bool(m.get("target_met")) for m in done)
+    low, high = stats.wilson(met, len(records))
+    pairs = zip(*((m["sampled_correct"], m["sft_sampled_correct"]) for m in done))
+    change, c_low, c_high = (100 * v for v in stats.paired_change(*pairs))
+    stops = sorted(m["completions"] for m in done)
+    seeds = sorted(r["seed"] for r in records)
+    one = next(r for r in records if r["seed"] == seed)
+    m, start = one["metrics"], one["history"][0]
+    modes = {"greedy_exact_match": "exact_match", "sampled_exact_match": "sampled_exact_match"}  # record: history
+    rows = [
+        [f"`{p}`", *(f"{pct(start[f'{k}/{p}'])} → **{pct(m[name][p])}**" for name, k in modes.items())]
+        for p in PREFIXES
+    ]
+    return "\n\n".join(
+        [
+            f"**Every target met on {met} of {len(records)} seeds** ({seeds[0]}–{seeds[-1]}; 95 % Wilson interval "
+            f"{100 * low:.0f}–{100 * high:.0f} %). Sampled answers are right doubles {change:+.2f} points more often "
+            f"than the SFT's (paired over seeds, 95 % CI {c_low:+.2f} to {c_high:+.2f}); PPO trained a median of "
+            f"{np.median(stops):.0f} episodes ({stops[0]}–{stops[-1]}). Seed {seed}, before PPO (the SFT policy, "
+            "judged on the validation numbers before the first update) → after (held-out test numbers):",
+            table(["prefix", "greedy exact match", "sampled exact match"], rows),
+            f"Sampled answers that are right doubles, in any system: {pct(m['sft_sampled_correct'], 2)} (SFT) → "
+            f"{pct(m['sampled_correct'], 2)} (PPO).",
+        ]
+    )
+
+
+# --- the pictures ---------------------------------------------------------------------------------------------------
 
 
 def on_grid(series: list[list[dict]], name: str, x: str = "episode") -> tuple[np.ndarray, np.ndarray]:
@@ -268,7 +309,7 @@ JUDGED = [
 ]
 
 
-def curves(records: list[dict], path: Path, panels: list[tuple[str, str, str]] | None = None) -> Path:
+def curves(records: list[dict], path: Path, panels: list[tuple[str, str, str]] | None = None) -> None:
     """Per panel, against completions, per variant: the IQM over its seeds with its 95 % band. Default panels:
     validation greedy exact match and sampled correct share and, for runs that log their rollouts, what the reward
     paid them minus the judge's exact match of the same rollouts."""
@@ -299,189 +340,45 @@ def curves(records: list[dict], path: Path, panels: list[tuple[str, str, str]] |
     axes[0].legend(loc="lower right")
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
-    return Path(path)
 
 
-# --- details: each variant against its algorithm's defaults ----------------------------------------------------------
+# --- the pages' blocks, between `<!-- NAME:start -->` and `<!-- NAME:end -->` (NAME: the study's `readme` or name) ---
 
 
-def baseline_of(study: dict) -> dict[str, str]:
-    """Each variant's baseline: the study's `baselines` variant with the same algorithm (baselines themselves: none)."""
-    algorithm = {v: (spec or {}).get("algorithm", "ppo") for v, spec in study.get("variants", {}).items()}
-    bases = {algorithm[b]: b for b in study.get("baselines", [])}
-    return {v: bases[a] for v, a in algorithm.items() if a in bases and v not in bases.values()}
-
-
-def detail_rows(study: dict, records: list[dict], frame: pd.DataFrame) -> list[list[str]]:
-    """Per variant against its baseline, ranked by P(a baseline run reaches the target in fewer completions than a
-    variant run; never reaching it counts as needing more than any run that did): first, the details whose change
-    costs the most."""
-    needed = completions_needed(records)
-    rows = []
-    for variant, base in baseline_of(study).items():
-        if variant not in frame.index or base not in frame.index:
-            continue
-        row, ref = frame.loc[variant], frame.loc[base]
-        worse = stats.fewer_is_better(needed.get(base, [math.inf]), needed.get(variant, [math.inf]))
-        rows.append(
-            (
-                -worse[0],
-                [
-                    variant,
-                    base,
-                    interval(worse, ".2f"),
-                    f"{met_cell(row)} vs {ref['met']}/{ref['runs']}",
-                    f"{reached_cell(row)} vs {num(ref['completions_to_target'] and ref['completions_to_target'][0])}",
-                    f"{pct(row['min_greedy_correct'])} vs {pct(ref['min_greedy_correct'])}",
-                    interval(row["correct_change"], "+.2f", scale=100),
-                ],
-            )
-        )
-    return [cells for _, cells in sorted(rows, key=lambda pair: pair[0])]
-
-
-DETAIL_HEADER = [
-    "variant",
-    "against",
-    "P(the defaults need fewer completions) [95 % CI]",
-    "every target met [95 % Wilson] vs the defaults",
-    "completions to target, IQM [95 % CI] (runs reaching it) vs the defaults' IQM",
-    "lowest greedy correct in training vs the defaults",
-    "sampled correct change vs SFT, points [95 % CI]",
-]
-
-
-def detail_blocks(study: dict, analysed: tuple, folder: str) -> dict[str, str]:
-    """Per variant, the markdown its page section shows: its baseline's and its own numbers, the probability that the
-    baseline reaches the target in fewer completions, and its picture (written by detail_figures into `folder`).
-    `analysed`: analysis(study, records)."""
-    frame, rows = analysed
-    ranked = {row[0]: row[2] for row in rows}
-    blocks = {}
-    for variant, base in baseline_of(study).items():
-        if variant not in ranked:
-            continue
-        rows = []
-        for name in (base, variant):
-            row = frame.loc[name]
-            rows.append(
-                [
-                    f"`{name}`",
-                    met_cell(row),
-                    reached_cell(row),
-                    pct(row["min_greedy_correct"]),
-                    interval(row["correct_change"], "+.2f", scale=100),
-                ]
-            )
-        header = ["", "every target [95 % Wilson]", "completions to target, IQM [95 % CI] (runs reaching it)"]
-        header += ["lowest greedy correct in training", "sampled correct vs SFT, points [95 % CI]"]
-        blocks[variant] = "\n\n".join(
-            [
-                table(header, rows),
-                f"P(a `{base}` run reaches the target in fewer completions than a `{variant}` run) = "
-                f"{ranked[variant]}.",
-                f"![{variant} against {base}: IQM over seeds with 95 % bands]({folder}/{variant}.png)",
-            ]
-        )
-    return blocks
-
-
-def detail_figures(study: dict, records: list[dict], folder: Path) -> dict[str, Path]:
-    """One picture per variant: its baseline's and its own judged curves beside its `signature` logged metric."""
-    figures = {}
-    for variant, base in baseline_of(study).items():
-        signature = (study["variants"][variant] or {}).get("signature")
-        runs = [r for r in records if r["variant"] in (base, variant)]
-        if not any(r["variant"] == variant for r in runs):
-            continue
-        panels = [*JUDGED, *([("logged", signature, signature)] if signature else [])]
-        figures[variant] = curves(runs, Path(folder) / f"{variant}.png", panels)
-    return figures
-
-
-# --- README blocks --------------------------------------------------------------------------------------------------
-
-
-def markers(study: dict) -> tuple[str, str]:
-    name = study.get("readme", study["name"])
+def markers(study: dict, part: str = "") -> tuple[str, str]:
+    """The study's markers, or a part's: `<!-- NAME:PART:start -->` (the headline, a variant's block)."""
+    name = study.get("readme", study["name"]) + (f":{part}" if part else "")
     return f"<!-- {name}:start -->", f"<!-- {name}:end -->"
 
 
-def marker_lines(lines: list[str], pair: tuple[str, str]) -> tuple[int, int]:
-    """Indices of the start and end marker lines; ValueError when missing, repeated or out of order."""
-    starts = [i for i, line in enumerate(lines) if line.strip() == pair[0]]
-    ends = [i for i, line in enumerate(lines) if line.strip() == pair[1]]
+def replace_between(text: str, block: str, pair: tuple[str, str]) -> str:
+    """`text` with `block` between the lines `pair`; ValueError unless it has one start line, then one end line."""
+    lines = text.splitlines()
+    starts, ends = ([i for i, line in enumerate(lines) if line.strip() == marker] for marker in pair)
     if len(starts) != 1 or len(ends) != 1 or starts[0] > ends[0]:
         raise ValueError(
             f"expected one line {pair[0]!r} followed by one line {pair[1]!r}; found {len(starts)} start and "
             f"{len(ends)} end markers"
         )
-    return starts[0], ends[0]
+    new = [*lines[: starts[0] + 1], "", *block.strip("\n").splitlines(), "", *lines[ends[0] :]]
+    return "\n".join(new) + ("\n" if text.endswith("\n") else "")
 
 
 def check_markers(path: Path, study: dict) -> None:
-    """Before anything runs: the file has the study's markers, its whole block's or a part's (`<!-- NAME:PART:start
-    -->`, e.g. the headline), else a ValueError naming the file, one line."""
+    """Before anything runs: the page has the study's markers or a part's, else a one-line ValueError naming it."""
     try:
         text = Path(path).read_text(encoding="utf-8")
         if f"<!-- {study.get('readme', study['name'])}:" not in text:
-            marker_lines(text.splitlines(), markers(study))  # raises, naming the markers it expected
+            replace_between(text, "", markers(study))  # raises, naming the markers it expected
     except (OSError, ValueError) as error:
         raise ValueError(f"{path}: {error}") from None
 
 
-def replace_between(text: str, block: str, pair: tuple[str, str]) -> str:
-    lines = text.splitlines()
-    start, end = marker_lines(lines, pair)
-    new = [*lines[: start + 1], "", *block.strip("\n").splitlines(), "", *lines[end:]]
-    return "\n".join(new) + ("\n" if text.endswith("\n") else "")
-
-
-def write_markers(path: Path, study: dict, block: str, details: dict[str, str] | None = None) -> None:
-    """The study's block between its markers and each of `details` (part: block, e.g. a variant's section or the
-    headline) between `<!-- NAME:PART:start -->` and its end marker, where the file has them."""
-    path = Path(path)
-    text = path.read_text(encoding="utf-8")
-    if markers(study)[0] in text:
-        text = replace_between(text, block, markers(study))
-    for variant, detail in (details or {}).items():
-        pair = tuple(marker.replace(":", f":{variant}:", 1) for marker in markers(study))
-        if pair[0] in text:
-            text = replace_between(text, detail, pair)
-    path.write_text(text, encoding="utf-8")
-
-
-def headline(records: list[dict], seed: int = 42) -> str:
-    """The README's headline: how many seeds met every target (Wilson interval), the paired sampled-correct change,
-    where PPO stopped, and `seed`'s run per prefix. Closed-form statistics only (no bootstrap): cheap to re-render in a
-    test."""
-    done = [r["metrics"] for r in records if not r["failed_stage"]]
-    met = sum(bool(m.get("target_met")) for m in done)
-    low, high = stats.wilson(met, len(records))
-    change, c_low, c_high = (
-        100 * v for v in stats.paired_change(*zip(*((m["sampled_correct"], m["sft_sampled_correct"]) for m in done)))
-    )
-    stops = sorted(m["completions"] for m in done)
-    seeds = sorted(r["seed"] for r in records)
-    one = next(r for r in records if r["seed"] == seed)
-    m, start = one["metrics"], one["history"][0]
-    rows = [
-        [
-            f"`{p}`",
-            f"{pct(start[f'exact_match/{p}'])} → **{pct(m['greedy_exact_match'][p])}**",
-            f"{pct(start[f'sampled_exact_match/{p}'])} → **{pct(m['sampled_exact_match'][p])}**",
-        ]
-        for p in PREFIXES
-    ]
-    return "\n\n".join(
-        [
-            f"**Every target met on {met} of {len(records)} seeds** ({seeds[0]}–{seeds[-1]}; 95 % Wilson interval "
-            f"{100 * low:.0f}–{100 * high:.0f} %). Sampled answers are right doubles {change:+.2f} points more often "
-            f"than the SFT's (paired over seeds, 95 % CI {c_low:+.2f} to {c_high:+.2f}); PPO trained a median of "
-            f"{np.median(stops):.0f} episodes ({stops[0]}–{stops[-1]}). Seed {seed}, before PPO (the SFT policy, "
-            "judged on the validation numbers before the first update) → after (held-out test numbers):",
-            table(["prefix", "greedy exact match", "sampled exact match"], rows),
-            f"Sampled answers that are right doubles, in any system: {pct(m['sft_sampled_correct'], 2)} (SFT) → "
-            f"{pct(m['sampled_correct'], 2)} (PPO).",
-        ]
-    )
+def write_markers(path: Path, study: dict, block: str, parts: dict[str, str] | None = None) -> None:
+    """The study's block between its markers, and each of `parts` (part: block) between the part's, where the page
+    has them."""
+    text = Path(path).read_text(encoding="utf-8")
+    for part, content in {"": block, **(parts or {})}.items():
+        if markers(study, part)[0] in text:
+            text = replace_between(text, content, markers(study, part))
+    Path(path).write_text(text, encoding="utf-8")

@@ -8,16 +8,16 @@ record to the store (bench/results/<study>.jsonl), and the tables and pictures a
 
 A run is the pipeline (ppo_double/pipeline.py) with the variant's settings. Stage outputs are cached under
 `--work_dir` by what they depend on (seed, settings, the recipes' YAML), so variants that share a seed's SFT and
-reward train them once; a run whose key is in the store is skipped. A record holds the run's metrics (read from
-what the stages wrote, judged by the rule-based judge), the judge's history, wall times and peak RSS, the plain-loop
-speed measured at the start of the invocation, the git commit, the library versions and the machine. A run whose
-stage failed (e.g. below its floor: a study keeps the floors on unless it says `measure: true`) is stored as a miss;
-delete its line from the store to run it again. A run stopped by Ctrl-C or SIGTERM is not stored: the rerun resumes
-it. With `--jobs N`, every stage runs with cores / N torch threads, N runs at once; the results do not depend on it
-beyond the thread count's numerics, the wall times do (the records say so).
+reward train them once; a run whose key is in the store is skipped. A record holds the run's metrics (judged by the
+rule-based judge), the judge's history, what the trainer logged, wall times, the plain-loop speed measured at the
+start of the invocation, the commit, the library versions and the machine. A run whose stage failed (e.g. below its
+floor: a study keeps the floors on unless it says `measure: true`) is stored as a miss; delete its line to run it
+again. A run stopped by Ctrl-C or SIGTERM is not stored: the rerun resumes it. With `--jobs N`, N runs at once, every
+stage with cores / N torch threads: the wall times depend on it, the results only through the threads' numerics.
 """
 
 import argparse
+import contextlib
 import datetime
 import hashlib
 import json
@@ -46,14 +46,11 @@ from ppo_double.task import PREFIXES  # noqa: E402
 
 ROOT = pipeline.ROOT
 STUDY_KEYS = {"description", "stages", "seeds", "variants", "defaults", "measure", "readme", "baselines"}
-# a variant's settings (algorithm, threads, the RL stage's processes, each stage's extra arguments), and two that are
-# not settings: its own seeds (instead of the study's) and `signature`, the logged metric its picture shows beside the
-# judge's curves
+# a variant's settings, and two that are not: its own seeds and `signature`, the logged metric its picture shows
 VARIANT_KEYS = {"algorithm", "threads", "processes", *pipeline.STAGES, "seeds", "signature"}
-# Every target of a run, on the held-out test numbers (issue 22): greedy and sampled exact match per prefix, the
-# sampled correct-double share no lower than the SFT's (the eval stage samples both on the same prompts), the greedy
-# correct share on the validation numbers never below FLOOR_CORRECT while the RL stage trains, and the reward
-# classifier catching INVALID_CAUGHT of invalid answers (where it has an invalid class).
+# Every target of a run, on the held-out test numbers: greedy and sampled exact match per prefix, the sampled correct
+# share no lower than the SFT's, the greedy correct share on the validation numbers never below FLOOR_CORRECT while
+# the RL stage trains, and the reward catching INVALID_CAUGHT of invalid answers (where it has an invalid class).
 TARGET_GREEDY, TARGET_SAMPLED, FLOOR_CORRECT, INVALID_CAUGHT = 0.995, 0.98, 0.97, 0.99
 ONSET = 0.9  # the prefixes have separated once every prefix's greedy exact match is at least this
 VERSIONS = ("torch", "transformers", "trl", "accelerate", "peft", "datasets")
@@ -61,6 +58,10 @@ VERSIONS = ("torch", "transformers", "trl", "accelerate", "peft", "datasets")
 
 class StudyError(ValueError):
     """A study file that cannot run: one line naming the problem."""
+
+
+def int_list(value) -> bool:
+    return isinstance(value, list) and bool(value) and all(type(s) is int for s in value)
 
 
 def load_study(path: Path) -> dict:
@@ -77,16 +78,14 @@ def load_study(path: Path) -> dict:
     stages = study.setdefault("stages", list(pipeline.STAGES))
     if not isinstance(stages, list) or set(stages) - set(pipeline.STAGES) or not stages:
         raise StudyError(f"{path}: stages must be a list of {list(pipeline.STAGES)}, got {stages!r}")
-    seeds = study.get("seeds")
-    if not isinstance(seeds, list) or not seeds or not all(type(s) is int for s in seeds):
-        raise StudyError(f"{path}: seeds must be a non-empty list of integers, got {seeds!r}")
+    if not int_list(study.get("seeds")):
+        raise StudyError(f"{path}: seeds must be a non-empty list of integers, got {study.get('seeds')!r}")
     for name, variant in {"defaults": study.get("defaults") or {}, **study["variants"]}.items():
         if not isinstance(variant or {}, dict) or set(variant or {}) - VARIANT_KEYS:
             raise StudyError(f"{path}: variant {name!r} has unknown key(s); a variant sets {sorted(VARIANT_KEYS)}")
         if (variant or {}).get("algorithm", "ppo") not in pipeline.ALGORITHMS:
             raise StudyError(f"{path}: variant {name!r}: algorithm must be one of {list(pipeline.ALGORITHMS)}")
-        own = (variant or {}).get("seeds", [0])
-        if not isinstance(own, list) or not own or not all(type(s) is int for s in own):
+        if not int_list(own := (variant or {}).get("seeds", [0])):
             raise StudyError(f"{path}: variant {name!r}: seeds must be a non-empty list of integers, got {own!r}")
     bases = study.setdefault("baselines", [])
     algorithms = [(study["variants"].get(b) or {}).get("algorithm", "ppo") for b in bases if b in study["variants"]]
@@ -103,15 +102,14 @@ def seeds_of(study: dict, variant: str) -> list[int]:
 def settings(study: dict, variant: str) -> dict:
     """A variant's settings: its algorithm, torch threads (None: the runner's), each stage's extra arguments (the
     study's defaults, then its own) and a digest of the recipes' YAML defaults."""
-    merged = {**(study.get("defaults") or {}), **(study["variants"][variant] or {})}
+    defaults, own = study.get("defaults") or {}, study["variants"][variant] or {}
+    merged = {**defaults, **own}
     out = {"algorithm": merged.get("algorithm", "ppo"), "threads": merged.get("threads")}
     if merged.get("processes", 1) != 1:  # (absent at 1: the keys of the runs stored before it existed stay)
         out["processes"] = merged["processes"]
     for stage in pipeline.STAGES:
         out[stage] = list(NO_FLOORS.get(stage, [])) if study.get("measure") else []
-        out[stage] += shlex.split(str((study.get("defaults") or {}).get(stage, "")))
-        if stage in (study["variants"][variant] or {}):
-            out[stage] += shlex.split(str(study["variants"][variant][stage]))
+        out[stage] += shlex.split(str(defaults.get(stage, ""))) + shlex.split(str(own.get(stage, "")))
     # the recipes' YAML defaults too: a record measured on other defaults is another run (its key differs)
     texts = [recipe_defaults(stage, out["algorithm"]) for stage in pipeline.STAGES]
     out["recipe_defaults"] = hashlib.sha1("".join(texts).encode()).hexdigest()[:10]
@@ -153,24 +151,20 @@ def read_json(path: Path):
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
-def stop_rule() -> dict:
-    """PPO's stop rule, from its YAML: the target that completions are counted to, for every algorithm."""
-    config = yaml.safe_load((ROOT / "recipes" / "configs" / "ppo.yaml").read_text(encoding="utf-8"))
-    return {k: config[k] for k in config if k.startswith("target_")}
+def mean_over_prefixes(results: dict, mode: str, name: str) -> float:
+    return statistics.fmean(results[mode][p][name] for p in PREFIXES)
 
 
-def completions_to_target(history: list[dict], rule: dict) -> dict | None:
-    """The judgement at which the stop rule `rule` stops (history[0]: the start), as JudgeCallback would."""
+def completions_to_target(history: list[dict]) -> dict | None:
+    """The judgement (history[0]: the start) at which PPO's stop rule, read from its YAML, stops: for every algorithm
+    the target that completions are counted to."""
+    rule = yaml.safe_load((ROOT / "recipes" / "configs" / "ppo.yaml").read_text(encoding="utf-8"))
     targets = [rule[k] for k in ("target_exact_match", "target_sampled_exact_match", "target_keep_correct")]
 
     def holds(entry: dict) -> bool:
         return holds_target(entry, history[0], *targets, rule["target_correct_margin"])
 
     return first_stop(history, rule["target_patience"], holds)
-
-
-def mean_over_prefixes(results: dict, mode: str, name: str) -> float:
-    return statistics.fmean(results[mode][p][name] for p in PREFIXES)
 
 
 def logged(log: list[dict], history: list[dict]) -> list[dict]:
@@ -182,8 +176,7 @@ def logged(log: list[dict], history: list[dict]) -> list[dict]:
         if "loss" not in entry and "objective/kl" not in entry:  # the summary line at the end; judge-only lines
             continue
         numbers = {k: float(f"{v:.4g}") for k, v in entry.items() if isinstance(v, (int, float)) and k[:5] != "eval/"}
-        done = entry.get("episode") or (per_step and round(entry["step"] * per_step))
-        rows.append({"completions": done, **numbers})
+        rows.append({"completions": entry.get("episode") or (per_step and round(entry["step"] * per_step)), **numbers})
     return rows
 
 
@@ -198,22 +191,23 @@ def metrics(paths: dict[str, Path], stages: list[str]) -> tuple[dict, list[dict]
     history, rollouts, trained = [], [], []
     if "rl" in stages:
         results = read_json(paths["rl"] / "eval_results.json")
-        keys = ("exact_match", "sampled_exact_match", "correct", "sampled_correct")
+        judged = results["judged_during_training"]
+        # a resumed run has its earlier judgements from the log, without their seconds; the judge draws sampled
+        # answers only where greedy holds the target (None here)
+        names = ["exact_match", "sampled_exact_match", "correct", "sampled_correct"]
+        names += [f"{k}/{p}" for k in names[:2] for p in PREFIXES]
         history = [
-            # a resumed run has its earlier judgements from the log, without their seconds; the judge draws sampled
-            # answers only where greedy holds the target (None here)
-            {"episode": h["episode"], "seconds": h.get("seconds"), **{k: h.get(f"eval/{k}") for k in keys}}
-            | {f"{k}/{p}": h.get(f"eval/{k}/{p}") for k in ("exact_match", "sampled_exact_match") for p in PREFIXES}
-            for h in results["judged_during_training"]
+            {"episode": h["episode"], "seconds": h.get("seconds")} | {k: h.get(f"eval/{k}") for k in names}
+            for h in judged
         ]
         log = log_history(paths["rl"] / "trainer_state.json")
         rollouts = [
-            {"episode": e["episode"], "reward": e.get("objective/scores", e.get("reward")), "judged": e[judged]}
+            {"episode": e["episode"], "reward": e.get("objective/scores", e.get("reward")), "judged": e[exact]}
             for e in log
-            if "episode" in e and (judged := "judge/rollout_exact_match") in e
+            if "episode" in e and (exact := "judge/rollout_exact_match") in e
         ]
-        trained = logged(log, results["judged_during_training"])
-        target = completions_to_target(results["judged_during_training"], stop_rule())
+        trained = logged(log, judged)
+        target = completions_to_target(judged)
         last = history[-1]
         resumed = any(h["seconds"] is None for h in history)  # its seconds count from the resume, not the start
         found |= {
@@ -229,10 +223,9 @@ def metrics(paths: dict[str, Path], stages: list[str]) -> tuple[dict, list[dict]
             "seconds_to_target": None if resumed else target and target["seconds"],
             "sampled_correct": mean_over_prefixes(results, "sampled", "correct"),
         }
-        if rollouts:
-            window = rollouts[-8:]  # the last 8 logged updates: what the reward pays at the end, and the judge
-            found["final_reward"] = statistics.fmean(r["reward"] for r in window)
-            found["final_judged"] = statistics.fmean(r["judged"] for r in window)
+        if rollouts:  # the last 8 logged updates: what the reward pays at the end, and the judge
+            found["final_reward"] = statistics.fmean(r["reward"] for r in rollouts[-8:])
+            found["final_judged"] = statistics.fmean(r["judged"] for r in rollouts[-8:])
     if "eval" in stages:
         baseline, model = read_json(paths["eval"]).values()  # recipes/evaluate.py writes the baseline first
         found["sft_sampled_correct"] = mean_over_prefixes(baseline, "sampled", "correct")
@@ -247,6 +240,18 @@ def metrics(paths: dict[str, Path], stages: list[str]) -> tuple[dict, list[dict]
             and (found.get("reward_invalid") is None or found["reward_invalid"] >= INVALID_CAUGHT)
         )
     return found, history, rollouts, trained
+
+
+def timing(stages: dict, found: dict, plain: float | None) -> dict:
+    """Wall seconds of the pipeline (None when a stage came from the cache) and to the target in plain-loop units
+    (seconds / the plain loop's seconds per 100 SFT steps, measured in the same invocation)."""
+    walls = {s: r["wall_s"] for s, r in stages.items() if not r["cached"]}
+    total = summary.pipeline_seconds(walls) if len(walls) == len(stages) else None
+    out = {"total_s": total, "total_units": None, "units_to_target": None}
+    if plain:
+        out["total_units"] = total and total / plain
+        out["units_to_target"] = found.get("seconds_to_target") and found["seconds_to_target"] / plain
+    return out
 
 
 # --- running --------------------------------------------------------------------------------------------------------
@@ -270,7 +275,7 @@ def environment() -> dict:
 
 class Runner:
     def __init__(self, study: dict, store: Store, work: Path, jobs: int, speed: dict[str, float]):
-        self.study, self.store, self.work, self.jobs = study, store, work, jobs
+        self.study, self.store, self.work = study, store, work
         self.base = {**environment(), "jobs": jobs}
         self.base |= {"plain_loop_s_per_100": speed["plain"], "recipe_sft_s_per_100": speed["recipe"]}
         self.threads = None if jobs == 1 else max(1, len(os.sched_getaffinity(0)) // jobs)
@@ -281,7 +286,7 @@ class Runner:
         with self.guard:
             return self.locks.setdefault(path, threading.Lock())
 
-    def run(self, variant: str, seed: int) -> dict:
+    def run(self, variant: str, seed: int) -> dict | None:
         """One run: the stages not already cached (a stage two runs share waits for the first to finish it)."""
         given = settings(self.study, variant)
         paths = stage_folders(self.work, seed, given)
@@ -293,16 +298,12 @@ class Runner:
         # then finds them cached), then the run's own stages
         shared = [s for s in todo if s in pipeline.SIDE_BY_SIDE]
         for group in (shared, [s for s in todo if s not in shared]):
-            locks = [self.lock(paths[s]) for s in group]
-            for held in locks:
-                held.acquire()
-            try:
+            with contextlib.ExitStack() as held:
+                for s in group:
+                    held.enter_context(self.lock(paths[s]))
                 cached = tuple(s for s in group if complete(s, paths[s]))
                 stages |= {s: {"cached": True} for s in cached}
                 ran = pipeline.run({s: commands[s] for s in group}, logs, given["threads"] or self.threads, skip=cached)
-            finally:
-                for held in locks:
-                    held.release()
             stages |= {s: {**result, "cached": False} for s, result in ran.items()}
             if any(result["returncode"] for result in ran.values()):
                 break
@@ -322,22 +323,10 @@ class Runner:
         return record
 
 
-def timing(stages: dict, found: dict, plain: float | None) -> dict:
-    """Wall seconds of the pipeline (None when a stage came from the cache) and to the target, and both in plain-loop
-    units (seconds / the plain loop's seconds per 100 SFT steps, measured in the same invocation)."""
-    walls = {s: r["wall_s"] for s, r in stages.items() if not r["cached"]}
-    total = summary.pipeline_seconds(walls) if len(walls) == len(stages) else None
-    out = {"total_s": total, "total_units": None, "units_to_target": None}
-    if plain:
-        out["total_units"] = total and total / plain
-        out["units_to_target"] = found.get("seconds_to_target") and found["seconds_to_target"] / plain
-    return out
-
-
 # --- main -----------------------------------------------------------------------------------------------------------
 
 
-def parse_args(argv=None) -> argparse.Namespace:
+def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("study", type=Path, help="a study file, e.g. bench/studies/pipeline.yaml")
     parser.add_argument("--seeds", nargs="+", type=int, help="these seeds instead of the study's")
@@ -350,11 +339,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--readme", type=Path, nargs="+", default=[], help="also write the tables between the study's markers there"
     )
     parser.add_argument("--figure", type=Path, help="also write the study's picture here (e.g. docs/<study>.png)")
-    return parser.parse_args(argv)
-
-
-def main(argv=None) -> int:
-    args = parse_args(argv)
+    args = parser.parse_args(argv)
     try:
         study = load_study(args.study)
         if unknown := set(args.variants or []) - set(study["variants"]):
@@ -363,12 +348,11 @@ def main(argv=None) -> int:
             raise StudyError(f"--jobs must be 1 or more, got {args.jobs}")
         for path in args.readme:
             render.check_markers(path, study)
-    except ValueError as error:  # a StudyError, or the README without the study's markers
+    except ValueError as error:  # a StudyError, or a page without the study's markers
         print(f"error: {error}", file=sys.stderr)
         return 2
     store = Store(args.store or RESULTS / f"{study['name']}.jsonl")
-    variants = args.variants or list(study["variants"])
-    plan = [(v, s) for v in variants for s in (args.seeds or seeds_of(study, v))]
+    plan = [(v, s) for v in args.variants or study["variants"] for s in (args.seeds or seeds_of(study, v))]
     stored = store.keys()
     todo = [(v, s) for v, s in plan if key(study["name"], v, s, settings(study, v)) not in stored]
     print(f"{study['name']}: {len(plan)} runs, {len(plan) - len(todo)} in {store.path}, {len(todo)} to run", flush=True)
@@ -377,9 +361,8 @@ def main(argv=None) -> int:
 
         speed = seconds_per_100_steps()
         print(f"plain PyTorch loop {speed['plain']:.2f} s, recipes/sft.py {speed['recipe']:.2f} s per 100 SFT steps")
-        work = args.work_dir.resolve()
-        work.mkdir(parents=True, exist_ok=True)
-        runner = Runner(study, store, work, args.jobs, speed)
+        args.work_dir.resolve().mkdir(parents=True, exist_ok=True)
+        runner = Runner(study, store, args.work_dir.resolve(), args.jobs, speed)
         with ThreadPoolExecutor(args.jobs) as pool:
             list(pool.map(lambda job: runner.run(*job), todo))
     current = {key(study["name"], v, s, settings(study, v)) for v, s in plan}
@@ -388,16 +371,12 @@ def main(argv=None) -> int:
     if not records:
         print(f"error: no records of {args.study} in {store.path}: run it first", file=sys.stderr)
         return 1
-    analysed = render.analysis(study, records)
-    document = render.report(study, records, analysed, figure=args.figure)
+    document, parts = render.report(study, records, args.figure)
     print(document)
-    folder = args.figure and Path(args.figure).with_suffix("").name
-    details = {"headline": render.headline(records)} if study["name"] == "pipeline" else {}
-    details |= render.detail_blocks(study, analysed, folder) if folder else {}
     for path in args.readme:  # the picture's link relative to the page it is written into
         link = args.figure and os.path.relpath(args.figure, Path(path).parent)
         page = document.replace(f"]({args.figure})", f"]({link})") if link else document
-        render.write_markers(path, study, page, details)
+        render.write_markers(path, study, page, parts)
         print(f"wrote the tables into {path}")
     return 1 if any(r["failed_stage"] for r in records) else 0
 

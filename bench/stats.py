@@ -1,6 +1,6 @@
-"""Statistics over seeds, from the field's libraries: rliable (IQM with stratified-bootstrap 95 % intervals,
-probability of improvement), scipy (Wilson intervals for success rates, t intervals for paired changes), pandas
-for the per-variant table. Every function takes plain numbers, so that tests can check them on synthetic stores.
+"""Statistics over seeds: rliable (IQM and probability of improvement, stratified-bootstrap 95 % intervals), scipy
+(Wilson intervals of success rates, t intervals of paired changes), pandas (the per-variant frame). Every function
+takes plain numbers, so that tests can check them on synthetic stores.
 """
 
 import functools
@@ -15,11 +15,8 @@ SEED = 0  # the bootstrap's random state: a table regenerates identically from t
 
 
 def estimate(scores: dict, func, reps: int | None = None) -> tuple[dict, dict]:
-    """rliable's point estimates and stratified-bootstrap 95 % intervals (REPS resamples unless `reps`), reproducible.
-
-    rliable 1.2's stratified bootstraps draw their resample indices from numpy's global generator (`np.random.choice`
-    in `update_indices`) whatever `random_state` they are given, so the global generator is seeded here and restored
-    afterwards: the same store gives the same intervals in any process, whatever ran before."""
+    """rliable's point estimates and 95 % intervals, reproducible: rliable 1.2 resamples with numpy's global generator
+    whatever `random_state` it is given, so that generator is seeded here and restored afterwards."""
     saved = np.random.get_state()
     np.random.seed(SEED)
     try:
@@ -29,21 +26,19 @@ def estimate(scores: dict, func, reps: int | None = None) -> tuple[dict, dict]:
 
 
 def trimmed_mean(scores: np.ndarray, axis=None) -> np.ndarray:
-    """The interquartile mean: scipy's trim_mean(scores, 0.25, axis), which rliable's aggregate_iqm is, step for step
-    (the same partition, hence the same numbers), without scipy's per-call argument handling: the bootstrap calls it
-    thousands of times, and that handling was 90 % of a report's time."""
+    """The interquartile mean: scipy's trim_mean(scores, 0.25, axis), which rliable's aggregate_iqm is, step for step,
+    without scipy's per-call argument handling (90 % of a report's time: the bootstrap calls it thousands of times)."""
     a = np.asarray(scores, dtype=float)
     if axis is None:
         a, axis = a.ravel(), 0
     low = int(0.25 * a.shape[axis])
     high = a.shape[axis] - low
-    kept = np.take(np.partition(a, (low, high - 1), axis), range(low, high), axis=axis)
-    return kept.mean(axis=axis)
+    return np.take(np.partition(a, (low, high - 1), axis), range(low, high), axis=axis).mean(axis=axis)
 
 
 def improvement(x: np.ndarray, y: np.ndarray) -> float:
-    """rliable's probability_of_improvement for one task: P(X > Y) + P(X = Y) / 2 over all pairs of runs (what its
-    Mann-Whitney U / (n m) counts), without scipy's test machinery per bootstrap resample."""
+    """rliable's probability_of_improvement for one task, P(X > Y) + P(X = Y) / 2 over all pairs of runs, without
+    scipy's Mann-Whitney machinery per bootstrap resample."""
     x, y = np.asarray(x, dtype=float).reshape(-1, 1), np.asarray(y, dtype=float).reshape(1, -1)
     return float(((x > y) + 0.5 * (x == y)).mean())
 
@@ -55,15 +50,14 @@ def wilson(successes: int, n: int) -> tuple[float, float]:
 
 
 def iqm(values) -> tuple[float, float, float]:
-    """Interquartile mean over runs, with rliable's stratified-bootstrap 95 % interval: (IQM, low, high)."""
+    """Interquartile mean over runs with its bootstrap 95 % interval: (IQM, low, high)."""
     scores = np.asarray(values, dtype=float).reshape(-1, 1)
     point, interval = estimate({"x": scores}, lambda s: np.array([trimmed_mean(s)]))
     return float(point["x"][0]), float(interval["x"][0, 0]), float(interval["x"][1, 0])
 
 
 def iqm_curves(matrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per column of `matrix` (runs x points, e.g. a judged share at each completion count): IQM and its 95 %
-    interval, as rliable's sample-efficiency curves compute them."""
+    """Per column of `matrix` (runs x points): the IQM and its 95 % interval, as rliable's sample-efficiency curves."""
     scores = np.asarray(matrix, dtype=float)
     point, interval = estimate({"x": scores}, functools.partial(trimmed_mean, axis=0), reps=REPS // 10)
     return point["x"], interval["x"][0], interval["x"][1]
@@ -81,18 +75,18 @@ def paired_change(after, before) -> tuple[float, float, float]:
 
 
 def fewer_is_better(x, y) -> tuple[float, float, float]:
-    """P(a run of X needs fewer than a run of Y), ties counting a half: rliable's probability of improvement on the
-    negated numbers, with its stratified-bootstrap 95 % interval."""
+    """P(a run of X needs fewer than a run of Y), ties counting a half (probability of improvement on the negated
+    numbers), with its bootstrap 95 % interval."""
     pair = (-np.asarray(x, dtype=float).reshape(-1, 1), -np.asarray(y, dtype=float).reshape(-1, 1))
     point, interval = estimate({"xy": pair}, lambda x, y: improvement(x[:, 0], y[:, 0]))
     return float(point["xy"]), float(interval["xy"][0, 0]), float(interval["xy"][1, 0])
 
 
 def summary(records: list[dict]) -> pd.DataFrame:
-    """One row per variant (in the records' order): runs, failures, success rate with its Wilson interval, IQM and
-    interval of completions, seconds and plain-loop units to the target, of the pipeline's total wall time, and the
-    paired sampled-correct change against the SFT, and what the reward paid the last rollouts minus the judge's exact
-    match of them (reward hacking, where the gap is above 0)."""
+    """One row per variant, in the records' order: runs, failures, runs meeting every target with their Wilson
+    interval, the IQM of completions, seconds and plain-loop units to the target and of the pipeline's wall time, the
+    paired sampled-correct change against the SFT, the lowest greedy correct share in training, and the reward minus
+    the judge's exact match of the last rollouts (reward hacking where above 0)."""
     rows = []
     for variant, runs in pd.DataFrame(records).groupby("variant", sort=False):
         done = [m for m, failed in zip(runs["metrics"], runs["failed_stage"]) if failed is None]
@@ -101,8 +95,7 @@ def summary(records: list[dict]) -> pd.DataFrame:
         row["met_low"], row["met_high"] = wilson(met, len(runs))
         for name in ("completions_to_target", "seconds_to_target", "units_to_target", "total_s", "total_units"):
             values = [m[name] for m in done if m.get(name) is not None]
-            row[name] = iqm(values) if values else None
-            row[f"{name}_n"] = len(values)
+            row[name], row[f"{name}_n"] = iqm(values) if values else None, len(values)
         pairs = [(m["sampled_correct"], m["sft_sampled_correct"]) for m in done if m.get("sft_sampled_correct")]
         row["correct_change"] = paired_change(*zip(*pairs)) if pairs else None
         gaps = [m["final_reward"] - m["final_judged"] for m in done if "final_reward" in m]

@@ -1,9 +1,8 @@
 """The result store: one JSON line per finished run, in `bench/results/<study>.jsonl`, committed with the repo.
 
-A record is keyed by its study, variant, seed and the variant's settings (`key`): a rerun of a study skips every
-key already stored, so a study grows by seeds over time, and a changed variant runs again under its new key (the old
-records stay, and the statistics read only the study's current keys). Appends are whole lines under an exclusive
-lock, so that several runs of one invocation (`--jobs N`) can finish at once.
+A record's key is its study, variant, seed and a digest of its settings: a rerun of a study skips every key already
+stored (a study grows by seeds), and a changed variant runs again under a new key. Appends are whole lines under an
+exclusive lock, so that the runs of `--jobs N` can finish at once.
 """
 
 import fcntl

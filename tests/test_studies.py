@@ -248,7 +248,7 @@ def test_the_summary_of_a_synthetic_store(tmp_path, monkeypatch):
     assert frame.loc["b", "completions_to_target_n"] == 1
     assert frame.loc["a", "correct_change"][0] == pytest.approx(0.002 + 44e-5)
     study = {"name": "s", "description": "d"}
-    document = render.report(study, records, render.analysis(study, records), figure=tmp_path / "s.png")
+    document, _ = render.report(study, records, figure=tmp_path / "s.png")
     assert "4/5 [38–96 %]" in document and "failed: rl" in document
     assert "| a | b | 1.00" in document  # every run of a reaches the target in fewer completions than any of b
     assert (tmp_path / "s.png").stat().st_size > 0
@@ -267,16 +267,15 @@ def test_each_detail_is_ranked_against_its_algorithms_baseline(tmp_path, monkeyp
             record = synthetic(variant, seed, met=reach is not None, completions=reach, change=0.001)
             record["logged"] = [{"completions": c, "objective/kl": c / 1e4} for c in (128, 256)]
             records.append(record)
-    analysed = render.analysis(study, records)
-    rows = analysed[1]
+    rows = render.ranking(study, records, stats.summary(records))
     assert [row[:3] for row in rows] == [["slow", "ppo", "1.00 [1.00, 1.00]"], ["same", "ppo", "0.50 [0.50, 0.50]"]]
     assert rows[0][3].startswith("0/3") and rows[0][3].endswith("vs 3/3")
-    document = render.report(study, records, analysed, figure=tmp_path / "d.png")
+    document, parts = render.report(study, records, figure=tmp_path / "d.png")
     assert (tmp_path / "d" / "slow.png").stat().st_size > 0 and not (tmp_path / "d" / "ppo.png").exists()
     assert document.index("| slow | ppo |") < document.index("<details><summary>Each run (12)</summary>")
     page = tmp_path / "page.md"
     page.write_text("<!-- d:start -->\n<!-- d:end -->\n<!-- d:slow:start -->\n<!-- d:slow:end -->\n", encoding="utf-8")
-    render.write_markers(page, study, document, render.detail_blocks(study, analysed, "d"))
+    render.write_markers(page, study, document, parts)
     section = page.read_text().split("<!-- d:slow:start -->")[1]
     assert "| `ppo` | 3/3" in section and "| `slow` | 0/3" in section and "](d/slow.png)" in section
     assert not (tmp_path / "d.png").exists()  # one picture per detail instead of every variant on one
