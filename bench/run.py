@@ -6,14 +6,12 @@ record to the store (bench/results/<study>.jsonl), and the tables and pictures a
     python bench/run.py bench/studies/algorithms.yaml --seeds 47 48   # the study grows by seeds
     python bench/run.py bench/studies/algorithms.yaml --report-only --readme docs/results.md
 
-A run is the pipeline (ppo_double/pipeline.py) with the variant's settings. Stage outputs are cached under
-`--work_dir` by what they depend on (seed, settings, the recipes' YAML), so variants that share a seed's SFT and
-reward train them once; a run whose key is in the store is skipped. A record holds the run's metrics (judged by the
-rule-based judge), the judge's history, what the trainer logged, wall times, the plain-loop speed measured at the
-start of the invocation, the commit, the library versions and the machine. A run whose stage failed (e.g. below its
-floor: a study keeps the floors on unless it says `measure: true`) is stored as a miss; delete its line to run it
-again. A run stopped by Ctrl-C or SIGTERM is not stored: the rerun resumes it. With `--jobs N`, N runs at once, every
-stage with cores / N torch threads: the wall times depend on it, the results only through the threads' numerics.
+A run is the pipeline (ppo_double/pipeline.py) with the variant's settings; each stage's output is cached under
+`--work_dir` by what it depends on, so variants that share a seed's SFT and reward train them once. A record holds
+the run's metrics, the judge's history, what the trainer logged, wall times, the plain-loop speed, the commit, the
+library versions and the machine. A run whose stage failed (e.g. below its floor: a study keeps the floors on unless
+it says `measure: true`) is stored as a miss; delete its line to run it again. A run stopped by Ctrl-C or SIGTERM is
+not stored: the rerun resumes it. `--jobs N`: N runs at once, each stage on cores / N torch threads.
 """
 
 import argparse
@@ -180,9 +178,9 @@ def logged(log: list[dict], history: list[dict]) -> list[dict]:
     return rows
 
 
-def metrics(paths: dict[str, Path], stages: list[str]) -> tuple[dict, list[dict], list[dict], list[dict]]:
-    """(metrics, the judge's history, the rollouts' reward and judged exact match per update, everything the trainer
-    logged) of one run."""
+def metrics(paths: dict[str, Path], stages: list[str]) -> dict:
+    """A finished run's record fields: its `metrics`, the judge's `history`, the `rollouts`' reward and judged exact
+    match per update, and everything the trainer `logged`."""
     found: dict = {}
     if "reward" in stages:
         reward = read_json(paths["reward"] / "eval_results.json")
@@ -210,13 +208,12 @@ def metrics(paths: dict[str, Path], stages: list[str]) -> tuple[dict, list[dict]
         target = completions_to_target(judged)
         last = history[-1]
         resumed = any(h["seconds"] is None for h in history)  # its seconds count from the resume, not the start
+        onset = next((h["episode"] for h in history if min(h[f"exact_match/{p}"] for p in PREFIXES) >= ONSET), None)
         found |= {
             "greedy_exact_match": {p: results["greedy"][p]["exact_match"] for p in PREFIXES},
             "sampled_exact_match": {p: results["sampled"][p]["exact_match"] for p in PREFIXES},
             "min_greedy_correct": min(h["correct"] for h in history),
-            "onset": next(
-                (h["episode"] for h in history if min(h[f"exact_match/{p}"] for p in PREFIXES) >= ONSET), None
-            ),
+            "onset": onset,
             "completions": last["episode"],
             "completions_per_s": None if resumed else last["episode"] / last["seconds"],
             "completions_to_target": target and target["episode"],
@@ -239,7 +236,7 @@ def metrics(paths: dict[str, Path], stages: list[str]) -> tuple[dict, list[dict]
             # the tutorial's 3-class classifier has no invalid class, hence no such floor
             and (found.get("reward_invalid") is None or found["reward_invalid"] >= INVALID_CAUGHT)
         )
-    return found, history, rollouts, trained
+    return {"metrics": found, "history": history, "rollouts": rollouts, "logged": trained}
 
 
 def timing(stages: dict, found: dict, plain: float | None) -> dict:
@@ -316,8 +313,8 @@ class Runner:
         record |= {"variant": variant, "seed": seed, "settings": given, "stages": stages, "failed_stage": failed}
         record |= {**self.base, "metrics": {}, "history": [], "rollouts": [], "logged": []}
         if failed is None:
-            found, record["history"], record["rollouts"], record["logged"] = metrics(paths, todo)
-            record["metrics"] = found | timing(stages, found, self.base["plain_loop_s_per_100"])
+            record |= metrics(paths, todo)
+            record["metrics"] |= timing(stages, record["metrics"], self.base["plain_loop_s_per_100"])
         self.store.append(record)
         print(f"{variant} seed {seed}: {render.outcome(record)}", flush=True)
         return record

@@ -112,8 +112,9 @@ def finished_run(folder, reward_accuracy: dict | None = None) -> dict:
 
 def test_a_resumed_runs_judgements_without_seconds_still_make_a_record(tmp_path):
     """A run resumed from a checkpoint rebuilds its earlier judgements from the log, which has no seconds."""
-    found, judged_history, _, trained = run.metrics({"rl": finished_run(tmp_path)["rl"]}, ["rl"])
-    assert [h["seconds"] for h in judged_history] == [None, 9.0]
+    fields = run.metrics({"rl": finished_run(tmp_path)["rl"]}, ["rl"])
+    found, trained = fields["metrics"], fields["logged"]
+    assert [h["seconds"] for h in fields["history"]] == [None, 9.0]
     assert found["completions"] == 512 and trained == [{"completions": 512, "loss": 0.1, "step": 8}]
     assert found["completions_per_s"] is None  # its seconds count from the resume: no rate, no time to target
 
@@ -125,7 +126,7 @@ def test_a_resumed_runs_judgements_without_seconds_still_make_a_record(tmp_path)
 )
 def test_the_reward_floor_applies_to_a_classifier_with_an_invalid_class(tmp_path, accuracy, met):
     """The tutorial's 3-class classifier has no invalid class: its runs are judged on the policy's targets alone."""
-    found, *_ = run.metrics(finished_run(tmp_path, accuracy), ["reward", "rl", "eval"])
+    found = run.metrics(finished_run(tmp_path, accuracy), ["reward", "rl", "eval"])["metrics"]
     assert found["target_met"] is met
 
 
