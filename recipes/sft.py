@@ -49,7 +49,9 @@ def main(argv=None):
     # Data: unprefixed prompt/completion pairs (`S__:3320x2=` -> `6640E`), never from held-out numbers.
     tokenizer = load_tokenizer()
     n = script_args.num_train_examples or training_args.max_steps * training_args.per_device_train_batch_size
-    train_dataset = sft_dataset(tokenizer, n, training_args.data_seed, training_args.completion_only_loss)
+    # completion_only_loss None is TRL's "the completion mask when there is one": completion-only here
+    completion_only = training_args.completion_only_loss is not False
+    train_dataset = sft_dataset(tokenizer, n, training_args.data_seed, completion_only)
     # The rows come trainer-ready (ppo_double/data.py; args.py refuses a max_length that would cut them): SFTTrainer's
     # own preparation would only cost time.
     training_args.dataset_kwargs = {**(training_args.dataset_kwargs or {}), "skip_prepare_dataset": True}
