@@ -1,9 +1,12 @@
-"""A study's tables and pictures, from its records in the store, and the pages' marked blocks. Nothing here runs or
-measures: the same store gives the same document every time (stats.py fixes the bootstrap's random state).
+"""A study's page, from its records in the store: its tables and pictures, written whole; and the README's headline,
+the one block spliced into a page written by hand. Nothing here runs or measures: the same store gives the same page
+every time (stats.py fixes the bootstrap's random state).
 """
 
 import itertools
 import math
+import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -111,12 +114,6 @@ SUMMARY_COLUMNS = [  # (header, cell)
     ("lowest greedy correct in training", CELL["lowest"]),
     ("reward − judged exact of the last rollouts, IQM [95 % CI]", lambda row: interval(row["reward_gap"], "+.3f")),
 ]
-DETAIL_COLUMNS = [  # a variant beside its baseline, in the page's section on it
-    ("every target [95 % Wilson]", CELL["met"]),
-    ("completions to target, IQM [95 % CI] (runs reaching it)", CELL["reached"]),
-    ("lowest greedy correct in training", CELL["lowest"]),
-    ("sampled correct vs SFT, points [95 % CI]", CELL["change"]),
-]
 RANKING_HEADER = ["variant", "against", "P(the defaults need fewer completions) [95 % CI]"]
 RANKING_HEADER += ["every target met [95 % Wilson] vs the defaults"]
 RANKING_HEADER += ["completions to target, IQM [95 % CI] (runs reaching it) vs the defaults' IQM"]
@@ -175,25 +172,22 @@ def ranking(study: dict, records: list[dict], frame) -> list[list[str]]:
     return [cells for _, cells in sorted(rows, key=lambda pair: pair[0])]
 
 
-def detail_blocks(study: dict, frame, ranked: list[list[str]], folder: str) -> dict[str, str]:
-    """Per ranked variant, its page section's block: its baseline's numbers and its own, the probability that the
-    baseline needs fewer completions, and its picture in `folder`."""
-    probability = {cells[0]: cells[2] for cells in ranked}
-    blocks = {}
-    for variant, base in baseline_of(study).items():
-        if variant in probability:
-            numbers = variants_table("", DETAIL_COLUMNS, ((f"`{name}`", frame.loc[name]) for name in (base, variant)))
-            said = f"P(a `{base}` run reaches the target in fewer completions than a `{variant}` run) = "
-            picture = f"![{variant} against {base}: IQM over seeds with 95 % bands]({folder}/{variant}.png)"
-            blocks[variant] = f"{numbers}\n\n{said}{probability[variant]}.\n\n{picture}"
-    return blocks
+def detail_sections(ranked: list[list[str]], link) -> str:
+    """A section per ranked variant, for pages that explain it to link to: its row of the ranking, and its picture
+    beside its baseline's (`link`: the picture's path as the page links it)."""
+    sections = ["## Each variant beside its baseline"]
+    for cells in ranked:
+        variant, base = cells[:2]
+        picture = f"![{variant} against {base}: IQM over seeds with 95 % bands]({link(variant)})"
+        sections.append(f"### `{variant}`\n\n{table(RANKING_HEADER, [cells])}\n\n{picture}")
+    return "\n\n".join(sections)
 
 
-def report(study: dict, records: list[dict], figure: Path | None = None) -> tuple[str, dict[str, str]]:
-    """The study's markdown (what ran, each variant ranked against its baseline where the study has baselines, the
-    per-variant summary, the runs folded, the machines, the picture) and the parts pages mark by name (the pipeline's
-    headline; with `figure`, each ranked variant's block). Draws the picture at `figure` (ranked: one per variant, in
-    the folder of its name)."""
+def report(study: dict, records: list[dict], figure: Path | None = None, folder: Path = Path(".")) -> str:
+    """The study's markdown: what ran, each variant ranked against its baseline where the study has baselines, the
+    per-variant summary, the runs folded, the machines, then the picture or, ranked, a section per variant with its
+    own. With `figure`, draws the pictures (ranked: one per variant, in the folder of the figure's name) and links
+    them relative to `folder`, the page's."""
     frame = stats.summary(records)
     ranked = ranking(study, records, frame)
     parts = [
@@ -226,20 +220,27 @@ def report(study: dict, records: list[dict], figure: Path | None = None) -> tupl
     parts.append(f"<details><summary>Each run ({len(records)})</summary>\n\n{run_table(records)}\n\n</details>")
     parts.append(machine_line(records))
     if figure and any(r["history"] for r in records):
-        if ranked:  # one picture per variant beside its baseline, for the page that explains them
-            for variant, base in baseline_of(study).items():
-                signature = (study["variants"][variant] or {}).get("signature")
-                panels = [*JUDGED, *([("logged", signature, signature)] if signature else [])]
-                runs = [r for r in records if r["variant"] in (base, variant)]
-                if any(r["variant"] == variant for r in runs):
-                    curves(runs, Path(figure).with_suffix("") / f"{variant}.png", panels)
+        drawn = pictures(study, records, Path(figure), bool(ranked))
+        if ranked:
+            parts.append(detail_sections(ranked, lambda variant: os.path.relpath(drawn / f"{variant}.png", folder)))
         else:
-            parts.append(f"![{study['name']}: IQM over seeds with 95 % bands]({figure})")
-            curves(records, figure)
-    has_42 = any(r["seed"] == 42 for r in records)  # the headline shows seed 42's table
-    named = {"headline": headline(records)} if study["name"] == "pipeline" and has_42 else {}
-    named |= detail_blocks(study, frame, ranked, Path(figure).stem) if figure else {}
-    return "\n\n".join(part for part in parts if part), named
+            parts.append(f"![{study['name']}: IQM over seeds with 95 % bands]({os.path.relpath(figure, folder)})")
+    return "\n\n".join(part for part in parts if part)
+
+
+def pictures(study: dict, records: list[dict], figure: Path, ranked: bool) -> Path:
+    """Draws the study's picture at `figure`, or, `ranked`, one per variant beside its baseline in the folder of the
+    figure's name (for the variant's section); returns where they went."""
+    if not ranked:
+        curves(records, figure)
+        return figure
+    for variant, base in baseline_of(study).items():
+        signature = (study["variants"][variant] or {}).get("signature")
+        panels = [*JUDGED, *([("logged", signature, signature)] if signature else [])]
+        runs = [r for r in records if r["variant"] in (base, variant)]
+        if any(r["variant"] == variant for r in runs):
+            curves(runs, figure.with_suffix("") / f"{variant}.png", panels)
+    return figure.with_suffix("")
 
 
 def machine_line(records: list[dict]) -> str:
@@ -343,43 +344,26 @@ def curves(records: list[dict], path: Path, panels: list[tuple[str, str, str]] |
     fig.savefig(path, dpi=100)
 
 
-# --- the pages' blocks, between `<!-- NAME:start -->` and `<!-- NAME:end -->` (NAME: the study's `readme` or name) ---
+# --- the pages ------------------------------------------------------------------------------------------------------
 
 
-def markers(study: dict, part: str = "") -> tuple[str, str]:
-    """The study's markers, or a part's: `<!-- NAME:PART:start -->` (the headline, a variant's block)."""
-    name = study.get("readme", study["name"]) + (f":{part}" if part else "")
-    return f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+def page(study: dict, records: list[dict], document: str) -> str:
+    """A study's page, written whole: a title, where it comes from, the document."""
+    seeds = sorted(r["seed"] for r in records)
+    return (
+        f"# The `{study['name']}` study, seeds {seeds[0]}–{seeds[-1]}\n\nWritten whole by `bench/run.py --page` from "
+        "the store (`--report-only`: nothing run); change the study or its records, not this page.\n\n"
+        f"{document}\n"
+    )
 
 
-def replace_between(text: str, block: str, pair: tuple[str, str]) -> str:
-    """`text` with `block` between the lines `pair`; ValueError unless it has one start line, then one end line."""
-    lines = text.splitlines()
-    starts, ends = ([i for i, line in enumerate(lines) if line.strip() == marker] for marker in pair)
-    if len(starts) != 1 or len(ends) != 1 or starts[0] > ends[0]:
-        raise ValueError(
-            f"expected one line {pair[0]!r} followed by one line {pair[1]!r}; found {len(starts)} start and "
-            f"{len(ends)} end markers"
-        )
-    new = [*lines[: starts[0] + 1], "", *block.strip("\n").splitlines(), "", *lines[ends[0] :]]
-    return "\n".join(new) + ("\n" if text.endswith("\n") else "")
+START, END = "<!-- bench:headline:start -->", "<!-- bench:headline:end -->"
 
 
-def check_markers(path: Path, study: dict) -> None:
-    """Before anything runs: the page has the study's markers or a part's, else a one-line ValueError naming it."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-        if f"<!-- {study.get('readme', study['name'])}:" not in text:
-            replace_between(text, "", markers(study))  # raises, naming the markers it expected
-    except (OSError, ValueError) as error:
-        raise ValueError(f"{path}: {error}") from None
-
-
-def write_markers(path: Path, study: dict, block: str, parts: dict[str, str] | None = None) -> None:
-    """The study's block between its markers, and each of `parts` (part: block) between the part's, where the page
-    has them."""
-    text = Path(path).read_text(encoding="utf-8")
-    for part, content in {"": block, **(parts or {})}.items():
-        if markers(study, part)[0] in text:
-            text = replace_between(text, content, markers(study, part))
-    Path(path).write_text(text, encoding="utf-8")
+def with_headline(readme: str, block: str) -> str:
+    """`readme` with `block` between its headline markers: the front door shows the store's numbers, so this one
+    block is spliced into a page written by hand. ValueError unless the page has the markers once."""
+    new, found = re.subn(f"{START}.*?{END}", lambda _: f"{START}\n\n{block.strip()}\n\n{END}", readme, flags=re.S)
+    if found != 1:
+        raise ValueError(f"expected one {START} ... {END} pair, found {found}")
+    return new

@@ -4,7 +4,7 @@ record to the store (bench/results/<study>.jsonl), and the tables and pictures a
     make bench                                                  # bench/studies/pipeline.yaml: `make all` per seed
     python bench/run.py bench/studies/algorithms.yaml --jobs 2  # two single-thread runs side by side
     python bench/run.py bench/studies/algorithms.yaml --seeds 47 48   # the study grows by seeds
-    python bench/run.py bench/studies/algorithms.yaml --report-only --readme docs/results.md
+    python bench/run.py bench/studies/algorithms.yaml --report-only --page docs/studies/algorithms.md
 
 A run is the pipeline (ppo_double/pipeline.py) with the variant's settings; each stage's output is cached under
 `--work_dir` by what it depends on, so variants that share a seed's SFT and reward train them once. A record holds
@@ -43,7 +43,7 @@ from ppo_double.plots import log_history  # noqa: E402
 from ppo_double.task import PREFIXES  # noqa: E402
 
 ROOT = pipeline.ROOT
-STUDY_KEYS = {"description", "stages", "seeds", "variants", "defaults", "measure", "readme", "baselines"}
+STUDY_KEYS = {"description", "stages", "seeds", "variants", "defaults", "measure", "baselines"}
 # a variant's settings, and two that are not: its own seeds and `signature`, the logged metric its picture shows
 VARIANT_KEYS = {"algorithm", "threads", "processes", *pipeline.STAGES, "seeds", "signature"}
 # Every target of a run, on the held-out test numbers: greedy and sampled exact match per prefix, the sampled correct
@@ -332,10 +332,9 @@ def main(argv=None) -> int:
     parser.add_argument("--work_dir", type=Path, default=Path("outputs/studies"), help="the stages' cached outputs")
     parser.add_argument("--store", type=Path, help="the store file (default: bench/results/<study>.jsonl)")
     parser.add_argument("--report-only", action="store_true", help="run nothing: the tables from the store")
-    parser.add_argument(
-        "--readme", type=Path, nargs="+", default=[], help="also write the tables between the study's markers there"
-    )
-    parser.add_argument("--figure", type=Path, help="also write the study's picture here (e.g. docs/<study>.png)")
+    parser.add_argument("--page", type=Path, help="also write the study's page here, whole (docs/studies/<study>.md)")
+    parser.add_argument("--figure", type=Path, help="also draw the study's picture here (e.g. docs/<study>.png)")
+    parser.add_argument("--readme", type=Path, help="also write the headline (seed 42's run) into this README")
     args = parser.parse_args(argv)
     try:
         study = load_study(args.study)
@@ -343,9 +342,9 @@ def main(argv=None) -> int:
             raise StudyError(f"{args.study}: no variant {sorted(unknown)}; it has {sorted(study['variants'])}")
         if args.jobs < 1:
             raise StudyError(f"--jobs must be 1 or more, got {args.jobs}")
-        for path in args.readme:
-            render.check_markers(path, study)
-    except ValueError as error:  # a StudyError, or a page without the study's markers
+        if args.readme:  # before anything runs: a README without the headline's markers is refused
+            render.with_headline(args.readme.read_text(encoding="utf-8"), "")
+    except (OSError, ValueError) as error:  # a StudyError, or a README without the markers
         print(f"error: {error}", file=sys.stderr)
         return 2
     store = Store(args.store or RESULTS / f"{study['name']}.jsonl")
@@ -368,13 +367,17 @@ def main(argv=None) -> int:
     if not records:
         print(f"error: no records of {args.study} in {store.path}: run it first", file=sys.stderr)
         return 1
-    document, parts = render.report(study, records, args.figure)
+    folder = args.page.parent if args.page else Path(".")  # the pictures are linked from the page's folder
+    document = render.report(study, records, args.figure, folder)
     print(document)
-    for path in args.readme:  # the picture's link relative to the page it is written into
-        link = args.figure and os.path.relpath(args.figure, Path(path).parent)
-        page = document.replace(f"]({args.figure})", f"]({link})") if link else document
-        render.write_markers(path, study, page, parts)
-        print(f"wrote the tables into {path}")
+    if args.page:
+        args.page.parent.mkdir(parents=True, exist_ok=True)
+        args.page.write_text(render.page(study, records, document), encoding="utf-8")
+        print(f"wrote {args.page}")
+    if args.readme and any(r["seed"] == 42 for r in records):  # the headline shows seed 42's run
+        readme = render.with_headline(args.readme.read_text(encoding="utf-8"), render.headline(records))
+        args.readme.write_text(readme, encoding="utf-8")
+        print(f"wrote the headline into {args.readme}")
     return 1 if any(r["failed_stage"] for r in records) else 0
 
 

@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 import run  # noqa: E402
 
+from ppo_double.plots import log_history  # noqa: E402
 from ppo_double.task import PREFIXES  # noqa: E402
 
 # a heading of docs/metrics.md -> the stages whose logs fill its rows
@@ -43,7 +44,7 @@ def default_logs(work: Path) -> dict[str, list[list[dict]]]:
                 state = path / "trainer_state.json"
                 if not state.is_file():
                     continue
-                history = json.loads(state.read_text(encoding="utf-8"))["log_history"]
+                history = log_history(state)
                 if stage == "reward":
                     history.append(json.loads((path / "eval_results.json").read_text(encoding="utf-8")))
                 logs.setdefault(stage, {})[path] = history

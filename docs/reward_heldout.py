@@ -1,4 +1,5 @@
-"""Fill docs/reward_heldout.md from the store: the reward stage on seeds it was not tuned on (issue 34, item 4).
+"""Write docs/studies/reward_heldout.md whole from the store: the reward stage on seeds it was not tuned on (issue 34,
+item 4); docs/reward_heldout.md says what it measures and reads it.
 
 The runs are the study bench/studies/reward_heldout.yaml's records in bench/results/reward_heldout.jsonl (those of
 the current recipes' defaults). The study runs the stage with its floors off, so that a weak classifier is measured
@@ -6,7 +7,7 @@ rather than refused; this page applies the floors recipes/reward.py checks (thei
 numbers: per run, whether it would have passed, the invalid answers caught and the weakest corruption kind; per
 thread count and over all runs, how many met every floor, with a 95 % Wilson interval.
 
-    python docs/reward_heldout.py            # rewrites the block between the page's markers
+    python docs/reward_heldout.py            # writes the page
     python docs/reward_heldout.py --check    # exit 1 when the page is not what the store gives
 """
 
@@ -24,7 +25,7 @@ import stats  # noqa: E402
 from store import RESULTS, Store, key  # noqa: E402
 
 STUDY = ROOT / "bench" / "studies" / "reward_heldout.yaml"
-PAGE = ROOT / "docs" / "reward_heldout.md"
+PAGE = ROOT / "docs" / "studies" / "reward_heldout.md"
 SYSTEMS = ("digits", "lower", "upper")
 TOTALS = ["threads", "runs meeting every floor [95 % Wilson]", "lowest invalid caught", "lowest kind"]
 TOTALS += ["reward s, median (range)"]
@@ -154,13 +155,17 @@ def main(argv=None) -> int:
     parser.add_argument("--check", action="store_true", help="write nothing: exit 1 if the page differs")
     args = parser.parse_args(argv)
     study = run.load_study(STUDY)
-    text = PAGE.read_text(encoding="utf-8")
-    new = render.replace_between(text, block(study, records(study)), render.markers(study))
+    new = (
+        "# The reward stage on held-out seeds: the floors, run by run\n\nWritten whole by `python "
+        "docs/reward_heldout.py` from the store; what it measures and how to read it: "
+        f"[reward_heldout.md](../reward_heldout.md).\n\n{block(study, records(study))}\n"
+    )
     if args.check:
-        if new != text:
+        if not PAGE.is_file() or new != PAGE.read_text(encoding="utf-8"):
             print(f"{PAGE.relative_to(ROOT)} differs from the store: run `python docs/reward_heldout.py`")
             return 1
         return 0
+    PAGE.parent.mkdir(exist_ok=True)
     PAGE.write_text(new, encoding="utf-8")
     print(f"wrote {PAGE.relative_to(ROOT)}")
     return 0

@@ -159,7 +159,7 @@ def test_the_readme_headline_is_the_stores():
     assert block, "README.md has no bench:headline block"
     assert block.group(1).strip() == render.headline(study_records("pipeline")).strip(), (
         "README's headline differs from the store: python bench/run.py bench/studies/pipeline.yaml --report-only "
-        "--readme docs/results.md README.md --figure docs/pipeline.png"
+        "--page docs/studies/pipeline.md --figure docs/pipeline.png --readme README.md"
     )
 
 

@@ -249,7 +249,7 @@ def test_the_summary_of_a_synthetic_store(tmp_path, monkeypatch):
     assert frame.loc["b", "completions_to_target_n"] == 1
     assert frame.loc["a", "correct_change"][0] == pytest.approx(0.002 + 44e-5)
     study = {"name": "s", "description": "d"}
-    document, _ = render.report(study, records, figure=tmp_path / "s.png")
+    document = render.report(study, records, figure=tmp_path / "s.png")
     assert "4/5 [38–96 %]" in document and "failed: rl" in document
     assert "| a | b | 1.00" in document  # every run of a reaches the target in fewer completions than any of b
     assert (tmp_path / "s.png").stat().st_size > 0
@@ -271,24 +271,34 @@ def test_each_detail_is_ranked_against_its_algorithms_baseline(tmp_path, monkeyp
     rows = render.ranking(study, records, stats.summary(records))
     assert [row[:3] for row in rows] == [["slow", "ppo", "1.00 [1.00, 1.00]"], ["same", "ppo", "0.50 [0.50, 0.50]"]]
     assert rows[0][3].startswith("0/3") and rows[0][3].endswith("vs 3/3")
-    document, parts = render.report(study, records, figure=tmp_path / "d.png")
+    document = render.report(study, records, figure=tmp_path / "d.png", folder=tmp_path)
     assert (tmp_path / "d" / "slow.png").stat().st_size > 0 and not (tmp_path / "d" / "ppo.png").exists()
     assert document.index("| slow | ppo |") < document.index("<details><summary>Each run (12)</summary>")
-    page = tmp_path / "page.md"
-    page.write_text("<!-- d:start -->\n<!-- d:end -->\n<!-- d:slow:start -->\n<!-- d:slow:end -->\n", encoding="utf-8")
-    render.write_markers(page, study, document, parts)
-    section = page.read_text().split("<!-- d:slow:start -->")[1]
-    assert "| `ppo` | 3/3" in section and "| `slow` | 0/3" in section and "](d/slow.png)" in section
+    section = document.split("### `slow`")[1]
+    assert "| slow | ppo | 1.00" in section and "](d/slow.png)" in section and "### `ppo`" not in document
     assert not (tmp_path / "d.png").exists()  # one picture per detail instead of every variant on one
 
 
-def test_the_report_goes_between_the_study_markers(tmp_path):
+def test_a_page_is_written_whole_and_the_readme_gets_only_the_headline(tmp_path, monkeypatch):
+    monkeypatch.setattr(stats, "REPS", 500)
+    path = study_file(tmp_path, {"seeds": [42, 43], "variants": {"a": {}}})
+    given = run.settings(run.load_study(path), "a")
+    store = Store(tmp_path / "store.jsonl")
+    for seed in (42, 43):
+        store.append({**synthetic("a", seed, True, 1000, 0.001), "key": key("s", "a", seed, given)})
+    page, figure = tmp_path / "docs" / "studies" / "s.md", tmp_path / "docs" / "s.png"
+    args = [str(path), "--store", str(store.path), "--report-only", "--page", str(page), "--figure", str(figure)]
     readme = tmp_path / "README.md"
-    readme.write_text("intro\n<!-- s:start -->\nold\n<!-- s:end -->\nafter\n", encoding="utf-8")
-    render.write_markers(readme, {"name": "s"}, "new")
-    assert readme.read_text() == "intro\n<!-- s:start -->\n\nnew\n\n<!-- s:end -->\nafter\n"
-    with pytest.raises(ValueError, match="expected one line"):
-        render.check_markers(readme, {"name": "s", "readme": "other"})
+    readme.write_text("intro\n", encoding="utf-8")
+    assert run.main([*args, "--readme", str(readme)]) == 2  # no headline markers: refused before anything
+    assert not page.exists()
+    assert run.main(args) == 0
+    text = page.read_text(encoding="utf-8")
+    assert text.startswith("# The `s` study, seeds 42–43\n") and "](../s.png)" in text and figure.is_file()
+    before = "intro\n<!-- bench:headline:start -->\nold\n<!-- bench:headline:end -->\nafter\n"
+    spliced = render.with_headline(before, "new")
+    assert spliced == "intro\n<!-- bench:headline:start -->\n\nnew\n\n<!-- bench:headline:end -->\nafter\n"
+    assert render.with_headline(spliced, "new") == spliced
 
 
 @pytest.mark.parametrize("code, stored", [(3, True), (130, False), (143, False), (-9, False)])
