@@ -15,11 +15,13 @@ from datasets import Dataset
 from .task import NUMERALS, TRAIN_NUMBERS, classifier_examples, make_prompt, sample_examples
 
 
-def _ids(tokenizer, text: str) -> list[int]:
+def token_ids(tokenizer, text: str) -> list[int]:
+    """The ids of `text` (no special token added), each distinct text tokenized once per process: a dataset repeats
+    its texts (9 000 numbers), and the judge asks for the same prompts at every judgement."""
     return list(_cached_ids(tokenizer, text))
 
 
-@lru_cache(maxsize=1 << 17)  # a dataset repeats its texts (9 000 numbers): each is tokenized once
+@lru_cache(maxsize=1 << 17)
 def _cached_ids(tokenizer, text: str) -> tuple[int, ...]:
     return tuple(tokenizer.convert_tokens_to_ids(tokenizer.tokenize(text)))
 
@@ -29,7 +31,7 @@ def sft_dataset(tokenizer, n: int, seed: int, completion_only: bool = True) -> D
     on the prompt (`S__:3320x2=`) when `completion_only`, so that the loss covers the completion (`6640E`) only."""
     rows = {"input_ids": [], "labels": []}
     for example in sample_examples(n, seed=seed):
-        prompt, completion = _ids(tokenizer, example["prompt"]), _ids(tokenizer, example["completion"])
+        prompt, completion = token_ids(tokenizer, example["prompt"]), token_ids(tokenizer, example["completion"])
         rows["input_ids"].append(prompt + completion)
         rows["labels"].append(([-100] * len(prompt) if completion_only else prompt) + completion)
     return Dataset.from_dict(rows)
@@ -42,7 +44,7 @@ def prompts(numbers=TRAIN_NUMBERS, labels=(0, 1, 2)) -> list[str]:
 
 def prompt_dataset(tokenizer, numbers=TRAIN_NUMBERS, labels=(0, 1, 2)) -> Dataset:
     """PPO's prompts as `input_ids` (PPOTrainer takes them tokenized)."""
-    return Dataset.from_dict({"input_ids": [_ids(tokenizer, p) for p in prompts(numbers, labels)]})
+    return Dataset.from_dict({"input_ids": [token_ids(tokenizer, p) for p in prompts(numbers, labels)]})
 
 
 def prompt_text_dataset(numbers=TRAIN_NUMBERS, labels=(0, 1, 2)) -> Dataset:
@@ -55,7 +57,7 @@ def classifier_dataset(tokenizer, n: int, seed: int, invalid_fraction: float, nu
     examples = classifier_examples(n, seed, numbers=numbers, invalid_fraction=invalid_fraction)
     return Dataset.from_dict(
         {
-            "input_ids": [_ids(tokenizer, e["text"]) for e in examples],
+            "input_ids": [token_ids(tokenizer, e["text"]) for e in examples],
             "labels": [e["label"] for e in examples],
             "kind": [e["kind"] for e in examples],  # not a model input: the Trainer drops it for training
         }
@@ -65,7 +67,7 @@ def classifier_dataset(tokenizer, n: int, seed: int, invalid_fraction: float, nu
 def answer_dataset(tokenizer, n: int, seed: int, numbers=TRAIN_NUMBERS) -> Dataset:
     """Correct unprefixed samples `S__:3320x2=6640E` as `input_ids`, for the classifier's encoder pre-training."""
     examples = sample_examples(n, seed, numbers=numbers)
-    return Dataset.from_dict({"input_ids": [_ids(tokenizer, e["prompt"] + e["completion"]) for e in examples]})
+    return Dataset.from_dict({"input_ids": [token_ids(tokenizer, e["prompt"] + e["completion"]) for e in examples]})
 
 
 class AnswerCorruptionCollator:

@@ -2,11 +2,11 @@
 
 import json
 from collections import defaultdict
-from functools import lru_cache
 from itertools import groupby
 
 import torch
 
+from .data import token_ids
 from .modeling import CLASSIFIER_LABELS
 from .task import PREFIXES, SYSTEMS, UNPREFIXED, judge, parse_prompt, prefix_for
 
@@ -37,10 +37,9 @@ def generate_answers(
 
 def _generate(model, tokenizer, prompts, sample, max_new_tokens, batch_size, device) -> list[str]:
     answers = [None] * len(prompts)
-    # Each distinct prompt tokenized once per process (a judgement repeats every prompt `samples` times, and the judge
-    # asks for the same prompts every time), and answers read back id by id: the tokenizer's per-call overhead was a
-    # third of a judgement's time.
-    ids = {prompt: _prompt_ids(tokenizer, prompt) for prompt in set(prompts)}
+    # Each distinct prompt tokenized once per process (token_ids), and answers read back id by id: the tokenizer's
+    # per-call overhead was a third of a judgement's time.
+    ids = {prompt: token_ids(tokenizer, prompt) for prompt in set(prompts)}
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     for _, group in groupby(order, key=lambda i: len(prompts[i])):
         group = list(group)
@@ -67,11 +66,6 @@ def _generate(model, tokenizer, prompts, sample, max_new_tokens, batch_size, dev
                     text.split(tokenizer.eos_token, 1)[0] + tokenizer.eos_token if tokenizer.eos_token in text else text
                 )
     return answers
-
-
-@lru_cache(maxsize=1 << 16)
-def _prompt_ids(tokenizer, prompt: str) -> list[int]:
-    return tokenizer(prompt).input_ids
 
 
 def score(prompts: list[str], completions: list[str]) -> dict:
