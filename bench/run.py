@@ -45,7 +45,7 @@ from ppo_double.task import PREFIXES  # noqa: E402
 ROOT = pipeline.ROOT
 STUDY_KEYS = {"description", "stages", "seeds", "variants", "defaults", "measure", "baselines"}
 # a variant's settings, and two that are not: its own seeds and `signature`, the logged metric its picture shows
-VARIANT_KEYS = {"algorithm", "threads", "processes", *pipeline.STAGES, "seeds", "signature"}
+VARIANT_KEYS = {"algorithm", "threads", "rl_threads", "processes", *pipeline.STAGES, "seeds", "signature"}
 # Every target of a run, on the held-out test numbers: greedy and sampled exact match per prefix, the sampled correct
 # share no lower than the SFT's, the greedy correct share on the validation numbers never below FLOOR_CORRECT while
 # the RL stage trains, and the reward catching INVALID_CAUGHT of invalid answers (where it has an invalid class).
@@ -105,6 +105,8 @@ def settings(study: dict, variant: str) -> dict:
     out = {"algorithm": merged.get("algorithm", "ppo"), "threads": merged.get("threads")}
     if merged.get("processes", 1) != 1:  # (absent at 1: the keys of the runs stored before it existed stay)
         out["processes"] = merged["processes"]
+    if merged.get("rl_threads"):  # the RL and eval stages' torch threads, apart from SFT's and reward's (same reason)
+        out["rl_threads"] = merged["rl_threads"]
     for stage in pipeline.STAGES:
         out[stage] = list(NO_FLOORS.get(stage, [])) if study.get("measure") else []
         out[stage] += shlex.split(str(defaults.get(stage, ""))) + shlex.split(str(own.get(stage, "")))
@@ -130,7 +132,7 @@ def stage_folders(work: Path, seed: int, given: dict) -> dict[str, Path]:
     paths = {}
     for stage, needs in upstream.items():
         parts = [seed, given["algorithm"] if stage in ("rl", "eval") else None, given["threads"]]
-        parts += [given["processes"]] if "processes" in given and stage in ("rl", "eval") else []
+        parts += [given[k] for k in ("processes", "rl_threads") if k in given and stage in ("rl", "eval")]
         parts += [(given[s], recipe_defaults(s, given["algorithm"])) for s in needs]
         digest = hashlib.sha1(json.dumps(parts).encode()).hexdigest()[:10]
         name = f"{stage if stage != 'rl' else given['algorithm']}-seed{seed}-{digest}"
@@ -300,7 +302,9 @@ class Runner:
                     held.enter_context(self.lock(paths[s]))
                 cached = tuple(s for s in group if complete(s, paths[s]))
                 stages |= {s: {"cached": True} for s in cached}
-                ran = pipeline.run({s: commands[s] for s in group}, logs, given["threads"] or self.threads, skip=cached)
+                threads = given["threads"] or self.threads
+                threads = threads if group is shared else given.get("rl_threads", threads)
+                ran = pipeline.run({s: commands[s] for s in group}, logs, threads, skip=cached)
             stages |= {s: {**result, "cached": False} for s, result in ran.items()}
             if any(result["returncode"] for result in ran.values()):
                 break

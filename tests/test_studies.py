@@ -315,6 +315,24 @@ def test_a_failed_run_is_stored_as_a_miss_and_an_interrupted_one_not(tmp_path, m
     assert record is None if not stored else record["failed_stage"] == "rl"
 
 
+def test_rl_threads_set_the_rl_and_eval_stages_threads_only(tmp_path, monkeypatch):
+    seen = {}
+
+    def fake(commands, logs, threads=None, skip=()):
+        seen.update({stage: threads for stage in commands})
+        # SFT and reward pass, RL fails: a stored miss, no metrics to collect
+        return {stage: {"returncode": 3 if stage == "rl" else 0, "wall_s": 1.0} for stage in commands}
+
+    monkeypatch.setattr(run.pipeline, "run", fake)
+    study = run.load_study(study_file(tmp_path, {"seeds": [42], "variants": {"a": {}, "b": {"rl_threads": 2}}}))
+    a, b = (run.settings(study, v) for v in ("a", "b"))
+    assert "rl_threads" not in a  # (absent unless set: the keys and folders of the runs stored before it stay)
+    folders = [run.stage_folders(tmp_path, 42, given) for given in (a, b)]
+    assert [folders[0][s] == folders[1][s] for s in run.pipeline.STAGES] == [True, True, False, False]
+    run.Runner(study, Store(tmp_path / "store.jsonl"), tmp_path, 1, {"plain": 4.0, "recipe": 4.4}).run("b", 42)
+    assert seen == {"sft": None, "reward": None, "rl": 2, "eval": 2}  # SFT and reward: half the cores each, as make all
+
+
 def test_a_tiny_study_runs_through_the_pipeline_then_skips_what_it_stored(tmp_path, monkeypatch, capsys):
     """sft -> reward -> ppo -> eval with tiny settings, seed 7; then the same command runs nothing."""
     import speed
