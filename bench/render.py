@@ -244,17 +244,27 @@ def pictures(study: dict, records: list[dict], figure: Path, ranked: bool) -> Pa
 
 
 def machine_line(records: list[dict]) -> str:
-    """The machines, versions and commits the records come from (several when a study grew over time)."""
-    seen = {}
+    """The machines, versions and commits the records come from (several when a study grew over time), each with the
+    range of its runs' plain-loop measurements (one per invocation: a study run seed by seed has one per run)."""
+    groups: dict[tuple[str, str], list[dict]] = {}
     for r in records:
         versions = ", ".join(f"{name} {v}" for name, v in r["versions"].items())
         machine = f"{r['machine']['cpu_count']} CPU cores ({r['machine']['cpu'] or 'cpu unknown'})"
         threads = "make all's threads" if r["jobs"] == 1 else f"{r['jobs']} runs at once, one thread each"
-        plain = f"plain loop {num(r['plain_loop_s_per_100'], '.2f')} s / 100 SFT steps"
-        plain += f" (recipes/sft.py {r['recipe_sft_s_per_100'] / r['plain_loop_s_per_100']:.2f}x)"
-        line = f"{machine}, {threads}, {plain}; {versions}; commit {r['git_commit'][:8]}; {r['date']}"
-        seen[line] = seen.get(line, 0) + 1
-    return "Measured on: " + "; ".join(f"{n} run(s): {line}" for line, n in seen.items()) + "."
+        source = f"{versions}; commit {r['git_commit'][:8]}; {r['date']}"
+        groups.setdefault((f"{machine}, {threads}", source), []).append(r)
+
+    def span(values, spec):
+        low, high = min(values), max(values)
+        return format(low, spec) if format(low, spec) == format(high, spec) else f"{low:{spec}}–{high:{spec}}"
+
+    lines = []
+    for (where, what), runs in groups.items():
+        plain = [r["plain_loop_s_per_100"] for r in runs]
+        ratio = [r["recipe_sft_s_per_100"] / r["plain_loop_s_per_100"] for r in runs]
+        loop = f"plain loop {span(plain, '.2f')} s / 100 SFT steps (recipes/sft.py {span(ratio, '.2f')}x)"
+        lines.append(f"{len(runs)} run(s): {where}, {loop}; {what}")
+    return "Measured on: " + "; ".join(lines) + "."
 
 
 def headline(records: list[dict], seed: int = 42) -> str:
