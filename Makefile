@@ -11,6 +11,11 @@ LAUNCH_ARGS := $(if $(ACCELERATE_CONFIG),--config_file $(ACCELERATE_CONFIG),--nu
 .PHONY: help install lock newest sft reward reward-tutorial ppo grpo rloo eval plots bench sweep all summary test test-fast lint \
 	format clean
 
+# The fast tests (not marked slow) with the pytest of the venv bin folder $(1). They are plumbing on tiny models,
+# mostly one busy thread each (process start-up, Python): one worker per core at one thread each runs them ~1.5x faster
+# than one process on every core.
+fast_tests = OMP_NUM_THREADS=1 $(1)/pytest -q -n auto --dist loadfile
+
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
@@ -34,7 +39,7 @@ newest:  ## the newest releases pyproject allows, in .venv-newest, and the fast 
 	.venv-newest/bin/pip install -q --upgrade pip
 	.venv-newest/bin/pip install -q --upgrade --upgrade-strategy eager -e ".[dev]"
 	@.venv-newest/bin/pip freeze --exclude-editable | diff requirements.lock - | grep '^[<>]' || true
-	OMP_NUM_THREADS=1 .venv-newest/bin/pytest -q -n auto --dist loadfile --ignore tests/test_versions.py
+	$(call fast_tests,.venv-newest/bin) --ignore tests/test_versions.py
 
 sft: install  ## stage 1: SFT -> outputs/sft (ARGS="--max_steps 500" to override the YAML)
 	$(BIN)/python recipes/sft.py $(ARGS)
@@ -72,14 +77,13 @@ all: install  ## the whole pipeline: sft and reward side by side, ppo, eval, the
 summary: install  ## what `make all` ran: wall time per stage, before -> after table, checkpoints, what to try next
 	@$(BIN)/ppo-double summary
 
-# The fast tests are plumbing on tiny models, mostly one busy thread each (process start-up, Python): one worker per
-# core at one thread each runs them ~1.5x faster than one process on every core. The slow checks then run one at a
-# time on the thread count of the environment (the learning checks' numerics depend on it; so does CI's).
+# The slow checks run one at a time on the thread count of the environment (the learning checks' numerics depend on
+# it; so does CI's), after the fast tests (fast_tests).
 test: test-fast  ## the fast tests, then the slow checks: learning on the defaults, 2-process launches (what CI runs)
 	$(BIN)/pytest -m slow -q --durations=10
 
 test-fast: install  ## the fast tests only, one worker per core
-	OMP_NUM_THREADS=1 $(BIN)/pytest -q -n auto --dist loadfile --durations=5
+	$(call fast_tests,$(BIN)) --durations=5
 
 lint: install  ## ruff lint + format check
 	$(BIN)/ruff check .
