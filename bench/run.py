@@ -39,6 +39,7 @@ from store import RESULTS, Store, key  # noqa: E402
 from ppo_double import pipeline, summary  # noqa: E402
 from ppo_double.callbacks import first_stop, holds_target  # noqa: E402
 from ppo_double.checks import NO_FLOORS  # noqa: E402
+from ppo_double.evaluate import keeps_arithmetic  # noqa: E402
 from ppo_double.plots import log_history  # noqa: E402
 from ppo_double.task import PREFIXES  # noqa: E402
 
@@ -47,8 +48,9 @@ STUDY_KEYS = {"description", "stages", "seeds", "variants", "defaults", "measure
 # a variant's settings, and two that are not: its own seeds and `signature`, the logged metric its picture shows
 VARIANT_KEYS = {"algorithm", "threads", "rl_threads", "processes", *pipeline.STAGES, "seeds", "signature"}
 # Every target of a run, on the held-out test numbers: greedy and sampled exact match per prefix, the sampled correct
-# share no lower than the SFT's, the greedy correct share on the validation numbers never below FLOOR_CORRECT while
-# the RL stage trains, and the reward catching INVALID_CAUGHT of invalid answers (where it has an invalid class).
+# share kept (evaluate.keeps_arithmetic; eval files from before it: no lower than the SFT's), the greedy correct share
+# on the validation numbers never below FLOOR_CORRECT while the RL stage trains, and the reward catching
+# INVALID_CAUGHT of invalid answers (where it has an invalid class).
 TARGET_GREEDY, TARGET_SAMPLED, FLOOR_CORRECT, INVALID_CAUGHT = 0.995, 0.98, 0.97, 0.99
 ONSET = 0.9  # the prefixes have separated once every prefix's greedy exact match is at least this
 VERSIONS = ("torch", "transformers", "trl", "accelerate", "peft", "datasets")
@@ -229,11 +231,15 @@ def metrics(paths: dict[str, Path], stages: list[str]) -> dict:
         baseline, model = read_json(paths["eval"]).values()  # recipes/evaluate.py writes the baseline first
         found["sft_sampled_correct"] = mean_over_prefixes(baseline, "sampled", "correct")
         found["sampled_correct"] = mean_over_prefixes(model, "sampled", "correct")
+        if test := keeps_arithmetic(baseline, model):
+            found |= {"keep_change": test["change"], "keep_lower": test["lower"], "keeps_arithmetic": test["holds"]}
+        else:  # an eval file written before the paired test (cached under a work dir): the point comparison
+            found["keeps_arithmetic"] = found["sampled_correct"] >= found["sft_sampled_correct"]
     if "rl" in stages and "eval" in stages:
         found["target_met"] = (
             min(found["greedy_exact_match"].values()) >= TARGET_GREEDY
             and min(found["sampled_exact_match"].values()) >= TARGET_SAMPLED
-            and found["sampled_correct"] >= found["sft_sampled_correct"]
+            and found["keeps_arithmetic"]
             and found["min_greedy_correct"] >= FLOOR_CORRECT
             # the tutorial's 3-class classifier has no invalid class, hence no such floor
             and (found.get("reward_invalid") is None or found["reward_invalid"] >= INVALID_CAUGHT)

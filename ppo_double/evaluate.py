@@ -1,6 +1,8 @@
 """Generate answers for held-out prompts and score them with the rule-based judge (never with the reward model)."""
 
 import json
+import math
+import statistics
 from collections import defaultdict
 from itertools import groupby
 
@@ -74,9 +76,13 @@ def score(prompts: list[str], completions: list[str]) -> dict:
     Per group: n, exact_match, correct (the value is the right double, any system), eos (ended with EOS),
     well_formed, and the share of answers in each numeral system (`system/digits`, ..., `system/other`).
     """
+    return aggregate(prompts, [judge(prompt, completion) for prompt, completion in zip(prompts, completions)])
+
+
+def aggregate(prompts: list[str], verdicts: list) -> dict:
+    """`score`'s metrics from the judge's verdict on each prompt's answer."""
     groups = defaultdict(list)
-    for prompt, completion in zip(prompts, completions):
-        verdict = judge(prompt, completion)
+    for prompt, verdict in zip(prompts, verdicts):
         groups[prefix_for(parse_prompt(prompt)[0])].append(verdict)
         groups["all"].append(verdict)
     order = [p for p in (UNPREFIXED, *PREFIXES) if p in groups]
@@ -100,10 +106,16 @@ def score(prompts: list[str], completions: list[str]) -> dict:
     return metrics
 
 
-# Sampled answers per prompt when a policy is tested. The sampled correct-double share is ~99 %: on one answer per
-# test prompt (1500) its standard error is 0.25 points, as large as the differences the targets compare (the same
-# SFT policy scored 98.6 and 99.1 % under two sampling seeds); 4 answers halve it. (The judge: `judge_samples`.)
-TEST_SAMPLES = 4
+# Sampled answers per prompt when a policy is tested: the one evaluation of `make eval`, the pipeline and the
+# studies. The sampled correct-double share is ~99 %; on 16 answers per test prompt (24 000 over the three prefixes) one
+# model's share has a standard error of ~0.05 points, against 0.25 on one answer (the same SFT policy scored 98.6 and
+# 99.1 % under two sampling seeds there). The judge during training draws fewer (`judge_samples`).
+TEST_SAMPLES = 16
+# "Without losing its arithmetic", declared before any study used it (docs/glossary.md#keeps-its-arithmetic): paired
+# over the test prompts of the three prefixes, the one-sided 95 % lower bound of the change in the sampled correct
+# share stays above -KEEP_MARGIN. Why 0.25 points: docs/design-record.md.
+KEEP_MARGIN = 0.0025
+ONE_SIDED_95 = 1.645
 
 
 def judged(model, tokenizer, prompts: list[str], samples: int = 0, seed: int = 0, max_new_tokens: int = 7) -> dict:
@@ -115,20 +127,47 @@ def judged(model, tokenizer, prompts: list[str], samples: int = 0, seed: int = 0
 
 
 def evaluate(model, tokenizer, prompts: list[str], seed: int = 0, max_new_tokens: int = 7, samples: int = TEST_SAMPLES):
-    """{"greedy": per-prefix metrics, "sampled": per-prefix metrics at temperature 1, over `samples` answers per
-    prompt}."""
+    """{"greedy": per-prefix metrics, "sampled": per-prefix metrics at temperature 1 over `samples` answers per
+    prompt, "samples", "correct_per_prompt": per prefix, each prompt's count of correct sampled answers (in the order
+    of `prompts`), for the paired test of `keeps_arithmetic`}."""
+    asked = prompts * samples
+    answers = generate_answers(model, tokenizer, asked, sample=True, seed=seed, max_new_tokens=max_new_tokens)
+    verdicts = [judge(prompt, answer) for prompt, answer in zip(asked, answers)]
+    per_prompt = defaultdict(list)
+    for i, prompt in enumerate(prompts):
+        per_prompt[prefix_for(parse_prompt(prompt)[0])].append(sum(v.correct for v in verdicts[i :: len(prompts)]))
     return {
         "greedy": judged(model, tokenizer, prompts, max_new_tokens=max_new_tokens),
-        "sampled": judged(model, tokenizer, prompts, samples, seed, max_new_tokens),
+        "sampled": aggregate(asked, verdicts),
+        "samples": samples,
+        "correct_per_prompt": dict(per_prompt),
     }
+
+
+def keeps_arithmetic(before: dict, after: dict, margin: float = KEEP_MARGIN) -> dict | None:
+    """The paired non-inferiority test of `after`'s sampled correct share against `before`'s (two `evaluate` results
+    on the same prompts): over their prefixed prompts, the mean change per prompt, its one-sided 95 % lower
+    bound, and whether that bound is above -margin. None without prefixed prompts or per-prompt counts (older files)."""
+    found = [r.get("correct_per_prompt", {}) for r in (before, after)]
+    prefixes = [p for p in PREFIXES if all(p in counts for counts in found)]
+    if not prefixes:
+        return None
+    changes = [
+        a / after["samples"] - b / before["samples"]
+        for p in prefixes
+        for b, a in zip(found[0][p], found[1][p], strict=True)
+    ]
+    mean = statistics.fmean(changes)
+    lower = mean - ONE_SIDED_95 * statistics.stdev(changes) / math.sqrt(len(changes))
+    return {"change": mean, "lower": lower, "holds": lower > -margin, "prompts": len(changes)}
 
 
 def format_table(results: dict) -> str:
     """A markdown table: one row per (mode, prefix)."""
     columns = ["exact_match", "correct", "eos", *(f"system/{s}" for s in SYSTEMS), "system/other"]
     lines = ["| mode | prefix | n | " + " | ".join(columns) + " |", "|---" * (len(columns) + 3) + "|"]
-    for mode, groups in results.items():
-        for prefix, row in groups.items():
+    for mode in ("greedy", "sampled"):
+        for prefix, row in results[mode].items():
             cells = " | ".join(f"{100 * row[c]:.1f}%" for c in columns)
             lines.append(f"| {mode} | {prefix} | {row['n']} | {cells} |")
     return "\n".join(lines)
@@ -147,6 +186,13 @@ def format_comparison(before: dict, after: dict) -> str:
                 f"| {mode} | {prefix} | {100 * old['exact_match']:.1f}% | {100 * row['exact_match']:.1f}% "
                 f"| {100 * old['correct']:.1f}% | {100 * row['correct']:.1f}% |"
             )
+    if test := keeps_arithmetic(before, after):
+        verdict = "keeps its arithmetic" if test["holds"] else "**loses arithmetic**"
+        lines.append(
+            f"\nSampled correct share, paired over {test['prompts']} prefixed prompts: {100 * test['change']:+.2f} "
+            f"points (one-sided 95 % lower bound {100 * test['lower']:+.2f}): {verdict} (the bound must stay above "
+            f"-{100 * KEEP_MARGIN:.2f} points)."
+        )
     return "\n".join(lines)
 
 
