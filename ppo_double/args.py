@@ -108,6 +108,7 @@ _VALUE_CHECKS = (
     ("judge_samples", lambda v: v >= 1, ">= 1"),
     ("judge_numbers", lambda v: 1 <= v <= len(VALIDATION_NUMBERS), f"between 1 and {len(VALIDATION_NUMBERS)}"),
     ("samples", lambda v: v >= 1, ">= 1"),
+    ("test_samples", lambda v: v >= 1, ">= 1"),
     ("target_exact_match", lambda v: v is None or 0 <= v <= 1, "between 0 and 1 (or null: never stop early)"),
     ("target_correct_margin", lambda v: 0 <= v < 1, "between 0 and 1 (a share: 0.001 is 0.1 point)"),
     ("target_sampled_exact_match", lambda v: 0 <= v <= 1, "between 0 and 1"),

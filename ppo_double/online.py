@@ -17,7 +17,7 @@ from .callbacks import CompactProgressCallback, JudgeCallback, compact_console
 from .checkpoints import check_checkpoint, check_generation_fits, start_run
 from .checks import shortfalls
 from .data import prompt_text_dataset
-from .evaluate import evaluate, format_table
+from .evaluate import TEST_SAMPLES, evaluate, format_table
 from .finish import finish
 from .modeling import load_tokenizer, scale_prefix_embeddings
 from .reward import RewardFunction, RewardKind, load_scorer
@@ -52,6 +52,13 @@ class RLArguments:
         metadata={
             "help": "sampled answers per validation prompt at each judgement: the sampled correct share that "
             "target_keep_correct compares is then precise to ~0.14 points (0.27 with 1)"
+        },
+    )
+    test_samples: int = field(
+        default=TEST_SAMPLES,
+        metadata={
+            "help": "sampled answers per test prompt in the final evaluation, the one of `make eval` (fewer: only "
+            "for quick runs that check plumbing, as the tests do)"
         },
     )
     target_exact_match: float | None = field(
@@ -136,7 +143,8 @@ def save_final(trainer, run, judge: JudgeCallback, stage: str, script_args: RLAr
     output_dir only once complete, and only when those numbers hold the floors (ppo_double/checks.py)."""
 
     def judge_final(policy):
-        results = evaluate(policy, trainer.processing_class, heldout_prompts(prefixed=True), seed=trainer.args.seed)
+        prompts, seed = heldout_prompts(prefixed=True), trainer.args.seed
+        results = evaluate(policy, trainer.processing_class, prompts, seed=seed, samples=script_args.test_samples)
         results["judged_during_training"] = judge.history
         print(format_table({k: results[k] for k in ("greedy", "sampled")}))
         floors, measured = {}, {}

@@ -16,7 +16,7 @@ from ppo_double.callbacks import compact_console
 from ppo_double.checkpoints import start_run
 from ppo_double.data import sft_dataset
 from ppo_double.errors import run as run_main
-from ppo_double.evaluate import evaluate, format_table
+from ppo_double.evaluate import TEST_SAMPLES, evaluate, format_table
 from ppo_double.finish import finish
 from ppo_double.modeling import build_policy, load_tokenizer
 from ppo_double.signals import train
@@ -32,6 +32,10 @@ class SFTScriptArguments:
         default=None, metadata={"help": "size of the generated dataset (default: enough for max_steps, no repeats)"}
     )
     eval_after_training: bool = field(default=True, metadata={"help": "judge held-out prompts after training"})
+    test_samples: int = field(
+        default=TEST_SAMPLES,
+        metadata={"help": "sampled answers per test prompt then, as `make eval` (fewer: only for quick runs)"},
+    )
     min_sampled_correct: float = field(
         default=0.98,
         metadata={"help": "floor: sampled answers to held-out prompts that are right doubles (0: no check)"},
@@ -67,7 +71,8 @@ def main(argv=None):
     # those numbers, the model, and with --push_to_hub the same folder on the Hub with a model card. It appears at
     # output_dir only once complete.
     def judge(model):
-        results = evaluate(model, tokenizer, heldout_prompts(prefixed=False), seed=training_args.seed)
+        prompts, seed = heldout_prompts(prefixed=False), training_args.seed
+        results = evaluate(model, tokenizer, prompts, seed=seed, samples=script_args.test_samples)
         print(format_table(results))
         measured = {"sampled correct": results["sampled"][UNPREFIXED]["correct"]}
         return results, measured, {"sampled correct": script_args.min_sampled_correct}

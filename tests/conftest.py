@@ -39,6 +39,8 @@ TINY_SFT = [
     "4",
     "--n_layer",
     "1",
+    "--test_samples",
+    "1",  # of 16 sampled answers per test prompt in the final evaluation: tiny runs test its plumbing
     "--disable_tqdm",
     "true",
     *NO_FLOORS["sft"],

@@ -18,6 +18,8 @@ TINY_PPO = [
     "2",
     "--judge_numbers",
     "16",  # of 500 per prefix: tiny runs test the judge's plumbing, and judging 1 500 prompts dominated their time
+    "--test_samples",
+    "1",  # of 16 sampled answers per test prompt in the final evaluation: the same reason
     "--logging_steps",
     "1",
     "--target_exact_match",
@@ -107,7 +109,7 @@ def test_ppo_logs_the_judge_next_to_trl_metrics(tiny_ppo):
     assert not undocumented(logged, "PPO", "The judge")  # docs/metrics.md has a row for each
     results = json.loads((out / "eval_results.json").read_text())
     assert set(results["greedy"]) == {"数字", "小写", "大写", "all"}
-    assert results["greedy"]["all"]["n"] == 1500
+    assert results["greedy"]["all"]["n"] == results["sampled"]["all"]["n"] == 1500  # --test_samples 1
     assert [h["step"] for h in results["judged_during_training"]] == [0, 2, 4]  # the start, then every 2 updates
 
 

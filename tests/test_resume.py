@@ -19,7 +19,7 @@ from ppo_double.checkpoints import is_complete, last_complete_checkpoint
 STAGE_ARGS = {
     "sft": [
         "--max_steps", "40", "--save_steps", "5", "--per_device_train_batch_size", "16", "--n_layer", "1",
-        "--logging_steps", "5", *NO_FLOORS["sft"],
+        "--logging_steps", "5", "--test_samples", "1", *NO_FLOORS["sft"],
     ],
     "reward": [
         "--repair_steps", "10", "--detect_steps", "10", "--max_steps", "20", "--save_steps", "5",
@@ -28,12 +28,14 @@ STAGE_ARGS = {
     ],
     "ppo": [
         "--total_episodes", "256", "--per_device_train_batch_size", "16", "--num_ppo_epochs", "1", "--save_steps",
-        "2", "--judge_every", "4", "--judge_numbers", "16", "--logging_steps", "2", "--target_exact_match", "null",
+        "2", "--judge_every", "4", "--judge_numbers", "16", "--test_samples", "1", "--logging_steps", "2",
+        "--target_exact_match", "null",
         *NO_FLOORS["rl"],
     ],
     "grpo": [
         "--max_steps", "16", "--per_device_train_batch_size", "16", "--num_generations", "4", "--save_steps", "2",
-        "--judge_every", "4", "--judge_numbers", "16", "--logging_steps", "2", "--target_exact_match", "null",
+        "--judge_every", "4", "--judge_numbers", "16", "--test_samples", "1", "--logging_steps", "2",
+        "--target_exact_match", "null",
         *NO_FLOORS["rl"],
     ],
 }  # fmt: skip
