@@ -156,6 +156,13 @@ def check_engine_runs_here(args) -> None:
             )
     if torch.cuda.is_available():
         return
+    if os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true":
+        import deepspeed.ops
+
+        # On CPU DeepSpeed compiles a C++ all-reduce over shared memory at the first launch in each environment (35 s
+        # of both cores here; without a C++ compiler, a crash). gloo, which the CPU launch configs name, does the
+        # all-reduce without it; DeepSpeed reads this table before it would build the op.
+        deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
     if fsdp:
         raise UsageError(
             "fsdp.yaml needs GPUs: without one, accelerate runs FSDP as plain DDP (every process holds every weight). "

@@ -9,6 +9,7 @@ PPO with a stop target that holds at once.
 import hashlib
 import json
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -67,8 +68,9 @@ def report(trainer) -> dict:
 work, stages = Path(sys.argv[1]), sys.argv[2:]
 (work / "reports").mkdir(parents=True, exist_ok=True)
 for stage in stages:
+    start = time.perf_counter()
     trainer = load_recipe(stage.split("-")[0]).main(stage_args(stage, work))
-    seen = report(trainer)
+    seen = report(trainer) | {"seconds": time.perf_counter() - start}  # where a launch's time goes (not asserted)
     with open(work / "reports" / f"{stage}.rank{seen['rank']}.json", "w") as f:
         json.dump(seen, f, ensure_ascii=False)
     new_accelerator_state()  # the next stage's Trainer sets up DeepSpeed again
