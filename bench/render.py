@@ -63,11 +63,6 @@ def outcome(record: dict) -> str:
 # --- the tables -----------------------------------------------------------------------------------------------------
 
 
-def walls(stages: dict) -> str:
-    cells = {s: "cached" if r["cached"] else f"{r['wall_s']:.0f}" for s, r in stages.items()}
-    return " / ".join(cells.get(s, DASH) for s in STAGES)
-
-
 def invalid_caught(m: dict) -> str:
     kinds = [v for k, v in m.get("reward_accuracy", {}).items() if k.startswith("invalid/")]
     return f"{pct(m['reward_invalid'], 2)} ({pct(min(kinds, default=None), 1)})"
@@ -148,13 +143,10 @@ def run_table(records: list[dict]) -> str:
         if r["failed_stage"]:
             rows.append([*cells, f"failed: {r['failed_stage']}", *[""] * len(RUN_COLUMNS)])
         else:
-            rows.append([*cells, walls(r["stages"]), *(cell(m) if k in m else DASH for _, k, cell in RUN_COLUMNS)])
+            walls = {s: "cached" if x["cached"] else f"{x['wall_s']:.0f}" for s, x in r["stages"].items()}
+            rows.append([*cells, " / ".join(walls.get(s, DASH) for s in STAGES)])
+            rows[-1] += [cell(m) if k in m else DASH for _, k, cell in RUN_COLUMNS]
     return table(header, rows)
-
-
-def variants_table(first: str, columns: list, rows) -> str:
-    """(name, stats.summary row) pairs: the name under the header `first`, then `columns` (header, cell)."""
-    return table([first, *(h for h, _ in columns)], [[name, *(cell(row) for _, cell in columns)] for name, row in rows])
 
 
 def completions_needed(records: list[dict]) -> dict[str, list[float]]:
@@ -189,17 +181,6 @@ def ranking(study: dict, records: list[dict], frame) -> list[list[str]]:
     return [cells for _, cells in sorted(rows, key=lambda pair: pair[0])]
 
 
-def detail_sections(ranked: list[list[str]], link) -> str:
-    """A section per ranked variant, for pages that explain it to link to: its row of the ranking, and its picture
-    beside its baseline's (`link`: the picture's path as the page links it)."""
-    sections = ["## Each variant beside its baseline"]
-    for cells in ranked:
-        variant, base = cells[:2]
-        picture = f"![{variant} against {base}: IQM over seeds with 95 % bands]({link(variant)})"
-        sections.append(f"### `{variant}`\n\n{table(RANKING_HEADER, [cells])}\n\n{picture}")
-    return "\n\n".join(sections)
-
-
 def report(study: dict, records: list[dict], figure: Path | None = None, folder: Path = Path(".")) -> str:
     """The study's markdown: what ran, each variant ranked against its baseline where the study has baselines, the
     per-variant summary, the runs folded, the machines, then the picture or, ranked, a section per variant with its
@@ -225,7 +206,8 @@ def report(study: dict, records: list[dict], figure: Path | None = None, folder:
             table(RANKING_HEADER, ranked),
             "Per variant:",
         ]
-    parts.append(variants_table("variant", SUMMARY_COLUMNS, frame.iterrows()))
+    rows = [[name, *(cell(row) for _, cell in SUMMARY_COLUMNS)] for name, row in frame.iterrows()]
+    parts.append(table(["variant", *(header for header, _ in SUMMARY_COLUMNS)], rows))
     needed = {variant: runs for variant, runs in completions_needed(records).items() if min(runs) < math.inf}
     pairs = [] if ranked else list(itertools.permutations(needed, 2))
     if len(pairs) > 1:
@@ -236,28 +218,22 @@ def report(study: dict, records: list[dict], figure: Path | None = None, folder:
         ]
     parts.append(f"<details><summary>Each run ({len(records)})</summary>\n\n{run_table(records)}\n\n</details>")
     parts.append(machine_line(records))
-    if figure and any(r["history"] for r in records):
-        drawn = pictures(study, records, Path(figure), bool(ranked))
-        if ranked:
-            parts.append(detail_sections(ranked, lambda variant: os.path.relpath(drawn / f"{variant}.png", folder)))
-        else:
-            parts.append(f"![{study['name']}: IQM over seeds with 95 % bands]({os.path.relpath(figure, folder)})")
-    return "\n\n".join(part for part in parts if part)
-
-
-def pictures(study: dict, records: list[dict], figure: Path, ranked: bool) -> Path:
-    """Draws the study's picture at `figure`, or, `ranked`, one per variant beside its baseline in the folder of the
-    figure's name (for the variant's section); returns where they went."""
-    if not ranked:
+    if figure and any(r["history"] for r in records) and not ranked:
         curves(records, figure)
-        return figure
-    for variant, base in baseline_of(study).items():
-        signature = (study["variants"][variant] or {}).get("signature")
-        panels = [*JUDGED, *([("logged", signature, signature)] if signature else [])]
-        runs = [r for r in records if r["variant"] in (base, variant)]
-        if any(r["variant"] == variant for r in runs):
-            curves(runs, figure.with_suffix("") / f"{variant}.png", panels)
-    return figure.with_suffix("")
+        parts.append(f"![{study['name']}: IQM over seeds with 95 % bands]({os.path.relpath(figure, folder)})")
+    elif figure and any(r["history"] for r in records):  # a picture per variant with records beside its baseline
+        drawn = Path(figure).with_suffix("")
+        for variant, base in baseline_of(study).items():
+            signature = (study["variants"][variant] or {}).get("signature")
+            panels = [*JUDGED, *([("logged", signature, signature)] if signature else [])]
+            if any(r["variant"] == variant for r in records):
+                curves([r for r in records if r["variant"] in (base, variant)], drawn / f"{variant}.png", panels)
+        parts.append("## Each variant beside its baseline")  # then a section per ranked variant, linking its picture
+        for variant, base, *rest in ranked:
+            link = os.path.relpath(drawn / f"{variant}.png", folder)
+            picture = f"![{variant} against {base}: IQM over seeds with 95 % bands]({link})"
+            parts.append(f"### `{variant}`\n\n{table(RANKING_HEADER, [[variant, base, *rest]])}\n\n{picture}")
+    return "\n\n".join(part for part in parts if part)
 
 
 def machine_line(records: list[dict]) -> str:

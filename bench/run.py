@@ -142,10 +142,6 @@ def stage_folders(work: Path, seed: int, given: dict) -> dict[str, Path]:
     return paths
 
 
-def complete(stage: str, path: Path) -> bool:
-    return path.is_file() if stage == "eval" else (path / "eval_results.json").is_file()
-
-
 # --- what a run reached ---------------------------------------------------------------------------------------------
 
 
@@ -161,12 +157,9 @@ def completions_to_target(history: list[dict]) -> dict | None:
     """The judgement (history[0]: the start) at which PPO's stop rule, read from its YAML, stops: for every algorithm
     the target that completions are counted to."""
     rule = yaml.safe_load((ROOT / "recipes" / "configs" / "ppo.yaml").read_text(encoding="utf-8"))
-    targets = [rule[k] for k in ("target_exact_match", "target_sampled_exact_match", "target_keep_correct")]
-
-    def holds(entry: dict) -> bool:
-        return holds_target(entry, history[0], *targets, rule["target_correct_margin"])
-
-    return first_stop(history, rule["target_patience"], holds)
+    names = ("target_exact_match", "target_sampled_exact_match", "target_keep_correct", "target_correct_margin")
+    targets = [rule[k] for k in names]
+    return first_stop(history, rule["target_patience"], lambda entry: holds_target(entry, history[0], *targets))
 
 
 def logged(log: list[dict], history: list[dict]) -> list[dict]:
@@ -306,7 +299,7 @@ class Runner:
             with contextlib.ExitStack() as held:
                 for s in group:
                     held.enter_context(self.lock(paths[s]))
-                cached = tuple(s for s in group if complete(s, paths[s]))
+                cached = tuple(s for s in group if (paths[s] / ("" if s == "eval" else "eval_results.json")).is_file())
                 stages |= {s: {"cached": True} for s in cached}
                 threads = given["threads"] or self.threads
                 threads = threads if group is shared else given.get("rl_threads", threads)

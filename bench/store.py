@@ -24,9 +24,7 @@ class Store:
         self.path = Path(path)
 
     def records(self) -> list[dict]:
-        if not self.path.is_file():
-            return []
-        lines = self.path.read_text(encoding="utf-8").splitlines()
+        lines = self.path.read_text(encoding="utf-8").splitlines() if self.path.is_file() else []
         return [json.loads(line) for line in lines if line.strip()]
 
     def keys(self) -> set[str]:
