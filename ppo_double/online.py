@@ -146,7 +146,7 @@ def save_final(trainer, run, judge: JudgeCallback, stage: str, script_args: RLAr
         prompts, seed = heldout_prompts(prefixed=True), trainer.args.seed
         results = evaluate(policy, trainer.processing_class, prompts, seed=seed, samples=script_args.test_samples)
         results["judged_during_training"] = judge.history
-        print(format_table({k: results[k] for k in ("greedy", "sampled")}))
+        print(format_table(results))
         floors, measured = {}, {}
         for prefix in PREFIXES:
             measured[f"{prefix} greedy exact match"] = results["greedy"][prefix]["exact_match"]

@@ -9,7 +9,7 @@ import sys
 import yaml
 
 from conftest import ROOT
-from ppo_double.evaluate import TEST_SAMPLES
+from ppo_double.evaluate import KEEP_MARGIN
 from ppo_double.task import INVALID, NUMERALS, SYSTEMS, TEST_NUMBERS, to_numeral
 
 sys.path.insert(0, str(ROOT / "bench"))
@@ -115,11 +115,7 @@ CHECKED = [
     ("answers and 98 % of its [sampled]", lambda t: run.TARGET_SAMPLED == 0.98),
     ("catches 99 % of invalid answers", lambda t: run.INVALID_CAUGHT == 0.99),
     ("fell below 97 % while PPO trained", lambda t: run.FLOOR_CORRECT == 0.97),
-    (
-        "The 4-answer evaluation",
-        lambda t: TEST_SAMPLES == 4 and "--samples 4" not in yaml_of("bench/studies/pipeline.yaml"),
-    ),
-    ("the 16-answer one", lambda t: "--samples 16" in yaml_of("bench/studies/algorithms.yaml")["defaults"]["eval"]),
+    ("at a margin of 0.25 points", lambda t: KEEP_MARGIN == 0.0025),
     ("--max_steps 500", lambda t: 500 < yaml_of("recipes/configs/sft.yaml")["max_steps"]),  # a shorter run: an example
     ("--seed 43 --output_dir outputs/rloo-43", lambda t: 43 in yaml_of("bench/studies/pipeline.yaml")["seeds"]),
 ]

@@ -6,6 +6,7 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from conftest import NO_FLOORS, load_recipe, undocumented, weights
+from ppo_double.evaluate import keeps_arithmetic
 
 TINY_PPO = [
     "--total_episodes",
@@ -124,8 +125,8 @@ def test_ppo_output_loads(tiny_ppo):
 def test_ppo_learns_to_follow_the_prefix(trained, tmp_path):
     """The real learning check: from a trained SFT policy, PPO on its defaults (a user's run: stopped by the judge,
     and refused by the recipe below its floors) must make the prefix decide the numeral system, in greedy and in
-    sampled answers, without losing arithmetic. On a third of the budget (6 144 episodes) it failed at one torch
-    thread: the prefixes separate only after ~3 500 episodes (README "Limits")."""
+    sampled answers, keeping its arithmetic (the paired test the bench applies). On a third of the budget (6 144
+    episodes) it failed at one torch thread: the prefixes separate only after ~3 500 episodes (README "Limits")."""
     sft, reward = trained / "sft", trained / "reward"
     before = load_recipe("evaluate")
     baseline = tmp_path / "baseline.json"
@@ -151,7 +152,7 @@ def test_ppo_learns_to_follow_the_prefix(trained, tmp_path):
         assert greedy["exact_match"] >= sft_results["greedy"][prefix]["exact_match"] + 0.3
         assert sampled["exact_match"] >= 0.95, (prefix, sampled)
     assert ppo_results["greedy"]["all"]["correct"] >= 0.99
-    assert ppo_results["sampled"]["all"]["correct"] >= sft_results["sampled"]["all"]["correct"] - 0.02
+    assert keeps_arithmetic(sft_results, ppo_results)["holds"], keeps_arithmetic(sft_results, ppo_results)
     assert min(entry["eval/correct"] for entry in ppo_results["judged_during_training"]) >= 0.95
 
 
