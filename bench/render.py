@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import stats
 
+from ppo_double.evaluate import TEST_SAMPLES
 from ppo_double.pipeline import STAGES
 from ppo_double.task import PREFIXES
 
@@ -75,17 +76,28 @@ def sampled_correct(m: dict) -> str:
     return cell
 
 
+def judged_at(record: dict) -> int:
+    """Sampled answers per test prompt of a record's eval stage: its study's --samples, else the default of its time
+    (4 before the paired test)."""
+    args = record["settings"].get("eval", [])
+    if "--samples" in args:
+        return int(args[args.index("--samples") + 1])
+    return TEST_SAMPLES if "keep_lower" in record["metrics"] else 4
+
+
 def kept(records: list[dict]) -> str:
     """The target on the sampled correct share that the records were judged by."""
-    if all("keep_lower" in r["metrics"] for r in records if "sft_sampled_correct" in r["metrics"]):
+    judged = [r for r in records if "sft_sampled_correct" in r["metrics"]]
+    counts = " or ".join(map(str, sorted({judged_at(r) for r in judged})))
+    test = "[keeps its arithmetic](../glossary.md#keeps-its-arithmetic)"
+    if all("keep_lower" in r["metrics"] for r in judged):
         return (
-            "the sampled correct share kept by the paired test of [keeps its arithmetic](../glossary.md#keeps-its-"
-            "arithmetic) (16 sampled answers per prompt; its one-sided 95 % lower bound above −0.25 points; the runs' "
-            "column gives (change, bound) in points)"
+            f"the sampled correct share kept by the paired test of {test} ({counts} sampled answers per prompt; its "
+            "one-sided 95 % lower bound above −0.25 points; the runs' column gives (change, bound) in points)"
         )
     return (
-        "the sampled correct share ≥ the SFT's (a point comparison on 4 sampled answers per prompt: these runs were "
-        "judged before the paired test of [keeps its arithmetic](../glossary.md#keeps-its-arithmetic) and not since)"
+        f"the sampled correct share ≥ the SFT's (a point comparison on {counts} sampled answers per prompt: these runs "
+        f"were judged before the paired test of {test} and not since)"
     )
 
 

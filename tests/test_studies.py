@@ -236,6 +236,7 @@ def synthetic(variant: str, seed: int, met: bool, completions: int | None, chang
         "history": history,
         "rollouts": [{"episode": e, "reward": 0.9, "judged": 0.9 - seed / 1e4} for e in (128, 256)],
         "stages": {"rl": {"cached": False, "wall_s": 10.0}},
+        "settings": {"eval": []},
         "versions": {"torch": "x"},
         "machine": {"cpu_count": 2, "cpu": "c"},
         "jobs": 1,
