@@ -160,7 +160,7 @@ def check_engine_runs_here(args) -> None:
         import deepspeed.ops
 
         # On CPU DeepSpeed compiles a C++ all-reduce over shared memory at the first launch in each environment (35 s
-        # of both cores here; without a C++ compiler, a crash). gloo, which the CPU launch configs name, does the
+        # of both cores here, and it needs a C++ compiler). gloo, which the CPU launch configs name, does the
         # all-reduce without it; DeepSpeed reads this table before it would build the op.
         deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
     if fsdp:
