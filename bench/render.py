@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import stats
 
-from ppo_double.evaluate import TEST_SAMPLES
+from ppo_double.evaluate import KEEP_MARGIN, TEST_SAMPLES
 from ppo_double.pipeline import STAGES
 from ppo_double.task import PREFIXES
 
@@ -93,7 +93,8 @@ def kept(records: list[dict]) -> str:
     if all("keep_lower" in r["metrics"] for r in judged):
         return (
             f"the sampled correct share kept by the paired test of {test} ({counts} sampled answers per prompt; its "
-            "one-sided 95 % lower bound above −0.25 points; the runs' column gives (change, bound) in points)"
+            f"one-sided 95 % lower bound above −{100 * KEEP_MARGIN:.2f} points; the runs' column gives (change, "
+            "bound) in points)"
         )
     return (
         f"the sampled correct share ≥ the SFT's (a point comparison on {counts} sampled answers per prompt: these runs "

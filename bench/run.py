@@ -142,6 +142,10 @@ def stage_folders(work: Path, seed: int, given: dict) -> dict[str, Path]:
     return paths
 
 
+def complete(stage: str, path: Path) -> bool:
+    return path.is_file() if stage == "eval" else (path / "eval_results.json").is_file()
+
+
 # --- what a run reached ---------------------------------------------------------------------------------------------
 
 
@@ -299,7 +303,7 @@ class Runner:
             with contextlib.ExitStack() as held:
                 for s in group:
                     held.enter_context(self.lock(paths[s]))
-                cached = tuple(s for s in group if (paths[s] / ("" if s == "eval" else "eval_results.json")).is_file())
+                cached = tuple(s for s in group if complete(s, paths[s]))
                 stages |= {s: {"cached": True} for s in cached}
                 threads = given["threads"] or self.threads
                 threads = threads if group is shared else given.get("rl_threads", threads)

@@ -152,7 +152,8 @@ def test_ppo_learns_to_follow_the_prefix(trained, tmp_path):
         assert greedy["exact_match"] >= sft_results["greedy"][prefix]["exact_match"] + 0.3
         assert sampled["exact_match"] >= 0.95, (prefix, sampled)
     assert ppo_results["greedy"]["all"]["correct"] >= 0.99
-    assert keeps_arithmetic(sft_results, ppo_results)["holds"], keeps_arithmetic(sft_results, ppo_results)
+    kept = keeps_arithmetic(sft_results, ppo_results)
+    assert kept["holds"], kept
     assert min(entry["eval/correct"] for entry in ppo_results["judged_during_training"]) >= 0.95
 
 
