@@ -62,8 +62,6 @@ def outcome(record: dict) -> str:
 
 
 # --- the tables -----------------------------------------------------------------------------------------------------
-
-
 def invalid_caught(m: dict) -> str:
     kinds = [v for k, v in m.get("reward_accuracy", {}).items() if k.startswith("invalid/")]
     return f"{pct(m['reward_invalid'], 2)} ({pct(min(kinds, default=None), 1)})"
@@ -162,18 +160,9 @@ def run_table(records: list[dict]) -> str:
     return table(header, rows)
 
 
-def completions_needed(records: list[dict]) -> dict[str, list[float]]:
-    """Per variant, each finished RL run's completions to the target (inf: never reached it)."""
-    needed = {}
-    for r in records:
-        if not r["failed_stage"] and "completions" in r["metrics"]:
-            needed.setdefault(r["variant"], []).append(r["metrics"]["completions_to_target"] or math.inf)
-    return needed
-
-
 def baseline_of(study: dict) -> dict[str, str]:
     """Each variant's baseline: the study's `baselines` variant with the same algorithm (baselines themselves: none)."""
-    algorithm = {v: (spec or {}).get("algorithm", "ppo") for v, spec in study.get("variants", {}).items()}
+    algorithm = {v: spec.get("algorithm", "ppo") for v, spec in study.get("variants", {}).items()}
     bases = {algorithm[b]: b for b in study.get("baselines", [])}
     return {v: bases[a] for v, a in algorithm.items() if a in bases and v not in bases.values()}
 
@@ -181,12 +170,11 @@ def baseline_of(study: dict) -> dict[str, str]:
 def ranking(study: dict, records: list[dict], frame) -> list[list[str]]:
     """Each variant against its baseline (RANKING_HEADER), the change that costs the most first: by P(a baseline run
     reaches the target in fewer completions than a variant run; one that never reaches it needs more than any)."""
-    needed = completions_needed(records)
     rows = []
     for variant, base in baseline_of(study).items():
         if variant in frame.index and base in frame.index:
             row, ref = frame.loc[variant], frame.loc[base]
-            worse = stats.fewer_is_better(needed.get(base, [math.inf]), needed.get(variant, [math.inf]))
+            worse = stats.fewer_is_better(ref["needed"] or [math.inf], row["needed"] or [math.inf])
             ref_reached = num(ref["completions_to_target"] and ref["completions_to_target"][0])
             cells = [variant, base, interval(worse, ".2f"), f"{CELL['met'](row)} vs {ref['met']}/{ref['runs']}"]
             cells += [f"{CELL['reached'](row)} vs {ref_reached}", f"{CELL['lowest'](row)} vs {CELL['lowest'](ref)}"]
@@ -221,7 +209,7 @@ def report(study: dict, records: list[dict], figure: Path | None = None, folder:
         ]
     rows = [[name, *(cell(row) for _, cell in SUMMARY_COLUMNS)] for name, row in frame.iterrows()]
     parts.append(table(["variant", *(header for header, _ in SUMMARY_COLUMNS)], rows))
-    needed = {variant: runs for variant, runs in completions_needed(records).items() if min(runs) < math.inf}
+    needed = {variant: runs for variant, runs in frame["needed"].items() if min(runs, default=math.inf) < math.inf}
     pairs = [] if ranked else list(itertools.permutations(needed, 2))
     if len(pairs) > 1:
         rows = [[x, y, interval(stats.fewer_is_better(needed[x], needed[y]), ".2f")] for x, y in pairs]
@@ -234,17 +222,14 @@ def report(study: dict, records: list[dict], figure: Path | None = None, folder:
     if figure and any(r["history"] for r in records) and not ranked:
         curves(records, figure)
         parts.append(f"![{study['name']}: IQM over seeds with 95 % bands]({os.path.relpath(figure, folder)})")
-    elif figure and any(r["history"] for r in records):  # a picture per variant with records beside its baseline
-        drawn = Path(figure).with_suffix("")
-        for variant, base in baseline_of(study).items():
-            signature = (study["variants"][variant] or {}).get("signature")
-            panels = [*JUDGED, *([("logged", signature, signature)] if signature else [])]
-            if any(r["variant"] == variant for r in records):
-                curves([r for r in records if r["variant"] in (base, variant)], drawn / f"{variant}.png", panels)
-        parts.append("## Each variant beside its baseline")  # then a section per ranked variant, linking its picture
+    elif figure and any(r["history"] for r in records):  # a section per variant, its picture beside its baseline
+        parts.append("## Each variant beside its baseline")
         for variant, base, *rest in ranked:
-            link = os.path.relpath(drawn / f"{variant}.png", folder)
-            picture = f"![{variant} against {base}: IQM over seeds with 95 % bands]({link})"
+            signature = study["variants"][variant].get("signature")
+            panels = [*JUDGED, *([("logged", signature, signature)] if signature else [])]
+            drawn = Path(figure).with_suffix("") / f"{variant}.png"
+            curves([r for r in records if r["variant"] in (base, variant)], drawn, panels)
+            picture = f"![{variant} against {base}: IQM over seeds with 95 % bands]({os.path.relpath(drawn, folder)})"
             parts.append(f"### `{variant}`\n\n{table(RANKING_HEADER, [[variant, base, *rest]])}\n\n{picture}")
     return "\n\n".join(part for part in parts if part)
 
@@ -260,16 +245,17 @@ def machine_line(records: list[dict]) -> str:
         source = f"{versions}; commit {r['git_commit'][:8]}; {r['date']}"
         groups.setdefault((f"{machine}, {threads}", source), []).append(r)
 
-    def span(values, spec):
-        low, high = min(values), max(values)
-        return format(low, spec) if format(low, spec) == format(high, spec) else f"{low:{spec}}–{high:{spec}}"
+    def span(values):
+        low, high = f"{min(values):.2f}", f"{max(values):.2f}"
+        return low if low == high else f"{low}–{high}"
 
     lines = []
     for (where, what), runs in groups.items():
-        plain = [r["plain_loop_s_per_100"] for r in runs]
-        ratio = [r["recipe_sft_s_per_100"] / r["plain_loop_s_per_100"] for r in runs]
-        loop = f"plain loop {span(plain, '.2f')} s / 100 SFT steps (recipes/sft.py {span(ratio, '.2f')}x)"
-        lines.append(f"{len(runs)} run(s): {where}, {loop}; {what}")
+        plain = span([r["plain_loop_s_per_100"] for r in runs])
+        ratio = span([r["recipe_sft_s_per_100"] / r["plain_loop_s_per_100"] for r in runs])
+        lines.append(
+            f"{len(runs)} run(s): {where}, plain loop {plain} s / 100 SFT steps (recipes/sft.py {ratio}x); {what}"
+        )
     return "Measured on: " + "; ".join(lines) + "."
 
 
@@ -305,8 +291,6 @@ def headline(records: list[dict], seed: int = 42) -> str:
 
 
 # --- the pictures ---------------------------------------------------------------------------------------------------
-
-
 def on_grid(series: list[list[dict]], name: str, x: str = "episode") -> tuple[np.ndarray, np.ndarray]:
     """`name` of each run at every completion count (`x`) any of them has it at, a run holding its last value after
     it stopped early (the policy it saved) and its first before it first has it."""
@@ -361,8 +345,6 @@ def curves(records: list[dict], path: Path, panels: list[tuple[str, str, str]] |
 
 
 # --- the pages ------------------------------------------------------------------------------------------------------
-
-
 def page(study: dict, records: list[dict], document: str) -> str:
     """A study's page, written whole: a title, where it comes from, the document."""
     seeds = sorted(r["seed"] for r in records)

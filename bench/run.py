@@ -80,15 +80,16 @@ def load_study(path: Path) -> dict:
         raise StudyError(f"{path}: stages must be a list of {list(pipeline.STAGES)}, got {stages!r}")
     if not int_list(study.get("seeds")):
         raise StudyError(f"{path}: seeds must be a non-empty list of integers, got {study.get('seeds')!r}")
+    study["variants"] = {name: variant or {} for name, variant in study["variants"].items()}  # `name:` alone: {}
     for name, variant in {"defaults": study.get("defaults") or {}, **study["variants"]}.items():
-        if not isinstance(variant or {}, dict) or set(variant or {}) - VARIANT_KEYS:
+        if not isinstance(variant, dict) or set(variant) - VARIANT_KEYS:
             raise StudyError(f"{path}: variant {name!r} has unknown key(s); a variant sets {sorted(VARIANT_KEYS)}")
-        if (variant or {}).get("algorithm", "ppo") not in pipeline.ALGORITHMS:
+        if variant.get("algorithm", "ppo") not in pipeline.ALGORITHMS:
             raise StudyError(f"{path}: variant {name!r}: algorithm must be one of {list(pipeline.ALGORITHMS)}")
-        if not int_list(own := (variant or {}).get("seeds", [0])):
+        if not int_list(own := variant.get("seeds", [0])):
             raise StudyError(f"{path}: variant {name!r}: seeds must be a non-empty list of integers, got {own!r}")
     bases = study.setdefault("baselines", [])
-    algorithms = [(study["variants"].get(b) or {}).get("algorithm", "ppo") for b in bases if b in study["variants"]]
+    algorithms = [study["variants"][b].get("algorithm", "ppo") for b in bases if b in study["variants"]]
     if not isinstance(bases, list) or len(algorithms) != len(bases) or len(set(algorithms)) != len(bases):
         raise StudyError(f"{path}: baselines must list variants of the study, one per algorithm, got {bases!r}")
     study["name"] = path.stem
@@ -96,13 +97,13 @@ def load_study(path: Path) -> dict:
 
 
 def seeds_of(study: dict, variant: str) -> list[int]:
-    return (study["variants"][variant] or {}).get("seeds") or study["seeds"]
+    return study["variants"][variant].get("seeds") or study["seeds"]
 
 
 def settings(study: dict, variant: str) -> dict:
     """A variant's settings: its algorithm, torch threads (None: the runner's), each stage's extra arguments (the
     study's defaults, then its own) and a digest of the recipes' YAML defaults."""
-    defaults, own = study.get("defaults") or {}, study["variants"][variant] or {}
+    defaults, own = study.get("defaults") or {}, study["variants"][variant]
     merged = {**defaults, **own}
     out = {"algorithm": merged.get("algorithm", "ppo"), "threads": merged.get("threads")}
     if merged.get("processes", 1) != 1:  # (absent at 1: the keys of the runs stored before it existed stay)
@@ -147,8 +148,6 @@ def complete(stage: str, path: Path) -> bool:
 
 
 # --- what a run reached ---------------------------------------------------------------------------------------------
-
-
 def read_json(path: Path):
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
@@ -257,8 +256,6 @@ def timing(stages: dict, found: dict, plain: float | None) -> dict:
 
 
 # --- running --------------------------------------------------------------------------------------------------------
-
-
 def environment() -> dict:
     """What a record was measured with: the commit (+dirty: uncommitted changes), library versions, the machine."""
 
@@ -281,12 +278,7 @@ class Runner:
         self.base = {**environment(), "jobs": jobs}
         self.base |= {"plain_loop_s_per_100": speed["plain"], "recipe_sft_s_per_100": speed["recipe"]}
         self.threads = None if jobs == 1 else max(1, len(os.sched_getaffinity(0)) // jobs)
-        self.locks: dict[Path, threading.Lock] = {}
-        self.guard = threading.Lock()
-
-    def lock(self, path: Path) -> threading.Lock:
-        with self.guard:
-            return self.locks.setdefault(path, threading.Lock())
+        self.locks: dict[Path, threading.Lock] = {}  # one per stage folder (dict.setdefault is atomic)
 
     def run(self, variant: str, seed: int) -> dict | None:
         """One run: the stages not already cached (a stage two runs share waits for the first to finish it)."""
@@ -294,21 +286,20 @@ class Runner:
         paths = stage_folders(self.work, seed, given)
         commands = pipeline.stage_commands(paths, seed, given["algorithm"], given, processes=given.get("processes", 1))
         todo = [s for s in pipeline.STAGES if s in self.study["stages"]]
-        logs = {s: Path(f"{paths[s]}.log") for s in todo}
-        stages: dict[str, dict] = {}
-        # SFT and reward first (several runs of a seed share them: a second one waits for the first to finish them,
-        # then finds them cached), then the run's own stages
+        threads = given["threads"] or self.threads
+        # SFT and reward first, on `threads` (several runs of a seed share them: a second one waits for the first to
+        # finish them, then finds them cached), then the run's own stages, on its rl_threads where it sets them
         shared = [s for s in todo if s in pipeline.SIDE_BY_SIDE]
-        for group in (shared, [s for s in todo if s not in shared]):
+        groups = [(shared, threads), ([s for s in todo if s not in shared], given.get("rl_threads", threads))]
+        stages: dict[str, dict] = {}
+        for group, group_threads in groups:
             with contextlib.ExitStack() as held:
                 for s in group:
-                    held.enter_context(self.lock(paths[s]))
+                    held.enter_context(self.locks.setdefault(paths[s], threading.Lock()))
                 cached = tuple(s for s in group if complete(s, paths[s]))
-                stages |= {s: {"cached": True} for s in cached}
-                threads = given["threads"] or self.threads
-                threads = threads if group is shared else given.get("rl_threads", threads)
-                ran = pipeline.run({s: commands[s] for s in group}, logs, threads, skip=cached)
-            stages |= {s: {**result, "cached": False} for s, result in ran.items()}
+                logs = {s: Path(f"{paths[s]}.log") for s in group}
+                ran = pipeline.run({s: commands[s] for s in group}, logs, group_threads, skip=cached)
+            stages |= {s: {"cached": True} for s in cached} | {s: {**r, "cached": False} for s, r in ran.items()}
             if any(result["returncode"] for result in ran.values()):
                 break
         codes = [result.get("returncode", 0) for result in stages.values()]
@@ -328,8 +319,6 @@ class Runner:
 
 
 # --- main -----------------------------------------------------------------------------------------------------------
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("study", type=Path, help="a study file, e.g. bench/studies/pipeline.yaml")

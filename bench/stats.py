@@ -4,6 +4,7 @@ takes plain numbers, so that tests can check them on synthetic stores.
 """
 
 import functools
+import math
 
 import numpy as np
 import pandas as pd
@@ -36,13 +37,6 @@ def trimmed_mean(scores: np.ndarray, axis=None) -> np.ndarray:
     return np.take(np.partition(a, (low, high - 1), axis), range(low, high), axis=axis).mean(axis=axis)
 
 
-def improvement(x: np.ndarray, y: np.ndarray) -> float:
-    """rliable's probability_of_improvement for one task, P(X > Y) + P(X = Y) / 2 over all pairs of runs, without
-    scipy's Mann-Whitney machinery per bootstrap resample."""
-    x, y = np.asarray(x, dtype=float).reshape(-1, 1), np.asarray(y, dtype=float).reshape(1, -1)
-    return float(((x > y) + 0.5 * (x == y)).mean())
-
-
 def wilson(successes: int, n: int) -> tuple[float, float]:
     """95 % Wilson score interval of a success rate (scipy's binomtest)."""
     interval = stats.binomtest(successes, n).proportion_ci(confidence_level=0.95, method="wilson")
@@ -51,15 +45,13 @@ def wilson(successes: int, n: int) -> tuple[float, float]:
 
 def iqm(values) -> tuple[float, float, float]:
     """Interquartile mean over runs with its bootstrap 95 % interval: (IQM, low, high)."""
-    scores = np.asarray(values, dtype=float).reshape(-1, 1)
-    point, interval = estimate({"x": scores}, lambda s: np.array([trimmed_mean(s)]))
-    return float(point["x"][0]), float(interval["x"][0, 0]), float(interval["x"][1, 0])
+    point, low, high = iqm_curves(np.asarray(values, dtype=float).reshape(-1, 1), reps=REPS)
+    return float(point[0]), float(low[0]), float(high[0])
 
 
-def iqm_curves(matrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def iqm_curves(matrix, reps: int = REPS // 10) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per column of `matrix` (runs x points): the IQM and its 95 % interval, as rliable's sample-efficiency curves."""
-    scores = np.asarray(matrix, dtype=float)
-    point, interval = estimate({"x": scores}, functools.partial(trimmed_mean, axis=0), reps=REPS // 10)
+    point, interval = estimate({"x": np.asarray(matrix, dtype=float)}, functools.partial(trimmed_mean, axis=0), reps)
     return point["x"], interval["x"][0], interval["x"][1]
 
 
@@ -75,18 +67,24 @@ def paired_change(after, before) -> tuple[float, float, float]:
 
 
 def fewer_is_better(x, y) -> tuple[float, float, float]:
-    """P(a run of X needs fewer than a run of Y), ties counting a half (probability of improvement on the negated
-    numbers), with its bootstrap 95 % interval."""
+    """P(a run of X needs fewer than a run of Y), ties counting a half, with its bootstrap 95 % interval: rliable's
+    probability_of_improvement on the negated numbers, without scipy's Mann-Whitney machinery per resample."""
+
+    def improvement(x, y):  # P(X > Y) + P(X = Y) / 2 over all pairs of runs
+        x, y = x.reshape(-1, 1), y.reshape(1, -1)
+        return float(((x > y) + 0.5 * (x == y)).mean())
+
     pair = (-np.asarray(x, dtype=float).reshape(-1, 1), -np.asarray(y, dtype=float).reshape(-1, 1))
-    point, interval = estimate({"xy": pair}, lambda x, y: improvement(x[:, 0], y[:, 0]))
+    point, interval = estimate({"xy": pair}, improvement)
     return float(point["xy"]), float(interval["xy"][0, 0]), float(interval["xy"][1, 0])
 
 
 def summary(records: list[dict]) -> pd.DataFrame:
     """One row per variant, in the records' order: runs, failures, runs meeting every target with their Wilson
     interval, the IQM of completions, seconds and plain-loop units to the target and of the pipeline's wall time, the
-    paired sampled-correct change against the SFT, the lowest greedy correct share in training, and the reward minus
-    the judge's exact match of the last rollouts (reward hacking where above 0)."""
+    paired sampled-correct change against the SFT, the lowest greedy correct share in training, the reward minus the
+    judge's exact match of the last rollouts (reward hacking where above 0), and each RL run's completions to the
+    target (`needed`; inf: never reached it)."""
     rows = []
     for variant, runs in pd.DataFrame(records).groupby("variant", sort=False):
         done = [m for m, failed in zip(runs["metrics"], runs["failed_stage"]) if failed is None]
@@ -102,5 +100,6 @@ def summary(records: list[dict]) -> pd.DataFrame:
         row["reward_gap"] = iqm(gaps) if gaps else None
         lowest = [m["min_greedy_correct"] for m in done if m.get("min_greedy_correct") is not None]
         row["min_greedy_correct"] = min(lowest, default=None)
+        row["needed"] = [m["completions_to_target"] or math.inf for m in done if "completions" in m]
         rows.append(row)
     return pd.DataFrame(rows).set_index("variant")
