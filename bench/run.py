@@ -44,7 +44,7 @@ from ppo_double.plots import log_history  # noqa: E402
 from ppo_double.task import PREFIXES  # noqa: E402
 
 ROOT = pipeline.ROOT
-STUDY_KEYS = {"description", "stages", "seeds", "variants", "defaults", "measure", "baselines"}
+STUDY_KEYS = {"description", "stages", "seeds", "variants", "defaults", "measure", "baselines", "measured_on"}
 # a variant's settings, and two that are not: its own seeds and `signature`, the logged metric its picture shows
 VARIANT_KEYS = {"algorithm", "threads", "rl_threads", "processes", *pipeline.STAGES, "seeds", "signature"}
 # Every target of a run, on the held-out test numbers: greedy and sampled exact match per prefix, the sampled correct
@@ -88,6 +88,8 @@ def load_study(path: Path) -> dict:
             raise StudyError(f"{path}: variant {name!r}: algorithm must be one of {list(pipeline.ALGORITHMS)}")
         if not int_list(own := variant.get("seeds", [0])):
             raise StudyError(f"{path}: variant {name!r}: seeds must be a non-empty list of integers, got {own!r}")
+    if not isinstance(study.get("measured_on", {}), dict):
+        raise StudyError(f"{path}: measured_on maps an algorithm to the recipe-defaults digest of its records")
     bases = study.setdefault("baselines", [])
     algorithms = [study["variants"][b].get("algorithm", "ppo") for b in bases if b in study["variants"]]
     if not isinstance(bases, list) or len(algorithms) != len(bases) or len(set(algorithms)) != len(bases):
@@ -113,9 +115,11 @@ def settings(study: dict, variant: str) -> dict:
     for stage in pipeline.STAGES:
         out[stage] = list(NO_FLOORS.get(stage, [])) if study.get("measure") else []
         out[stage] += shlex.split(str(defaults.get(stage, ""))) + shlex.split(str(own.get(stage, "")))
-    # the recipes' YAML defaults too: a record measured on other defaults is another run (its key differs)
+    # the recipes' YAML defaults too: a record measured on other defaults is another run (its key differs). A study
+    # kept on the defaults it was measured on names their digest per algorithm (`measured_on`; running it is refused)
     texts = [recipe_defaults(stage, out["algorithm"]) for stage in pipeline.STAGES]
-    out["recipe_defaults"] = hashlib.sha1("".join(texts).encode()).hexdigest()[:10]
+    digest = hashlib.sha1("".join(texts).encode()).hexdigest()[:10]
+    out["recipe_defaults"] = (study.get("measured_on") or {}).get(out["algorithm"], digest)
     return out
 
 
@@ -348,6 +352,13 @@ def main(argv=None) -> int:
     stored = store.keys()
     todo = [(v, s) for v, s in plan if key(study["name"], v, s, settings(study, v)) not in stored]
     print(f"{study['name']}: {len(plan)} runs, {len(plan) - len(todo)} in {store.path}, {len(todo)} to run", flush=True)
+    if todo and not args.report_only and study.get("measured_on"):
+        print(
+            f"error: {args.study} is kept on the recipe defaults it was measured on (`measured_on`): runs on "
+            "today's defaults would be another study; remove `measured_on` to rerun it whole",
+            file=sys.stderr,
+        )
+        return 2
     if todo and not args.report_only:
         from speed import seconds_per_100_steps  # torch: imported only when something runs
 

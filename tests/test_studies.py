@@ -43,6 +43,7 @@ def study_file(tmp_path, study: dict, name: str = "s"):
         ({"variants": {"a": {"seeds": [42, "43"]}}}, "variant 'a': seeds must be a non-empty list of integers"),
         ({"baselines": ["c"]}, "baselines must list variants of the study, one per algorithm"),
         ({"variants": {"a": {}, "b": {}}, "baselines": ["a", "b"]}, "one per algorithm"),
+        ({"measured_on": "60f846acb7"}, "measured_on maps an algorithm to the recipe-defaults digest"),
     ],
 )
 def test_a_bad_study_is_refused_in_one_line_before_anything_runs(tmp_path, capsys, change, message):
@@ -162,6 +163,19 @@ def test_a_changed_recipe_default_is_another_run_and_a_comment_is_not(tmp_path, 
     after = run.settings(study, "a")
     assert key("s", "a", 42, after) != key("s", "a", 42, before)
     assert run.stage_folders(tmp_path, 42, after)["rl"] != folders["rl"]
+
+
+def test_a_study_kept_on_its_defaults_keys_its_records_by_them_and_runs_nothing_more(tmp_path, capsys):
+    """`measured_on`: a study measured on earlier recipe defaults keeps its records (keys of that digest) after a
+    default changes, for the algorithms it names; running it again is refused before anything runs."""
+    today = run.settings(run.load_study(study_file(tmp_path, GOOD)), "a")["recipe_defaults"]
+    pinned = run.load_study(study_file(tmp_path, {**GOOD, "measured_on": {"ppo": "0123456789"}}))
+    assert run.settings(pinned, "a")["recipe_defaults"] == "0123456789"  # ppo: the digest named
+    assert run.settings(pinned, "b")["recipe_defaults"] != today  # grpo: today's own digest
+    store = tmp_path / "store.jsonl"
+    assert run.main([str(study_file(tmp_path, {**GOOD, "measured_on": {"ppo": "0"}})), "--store", str(store)]) == 2
+    assert "kept on the recipe defaults it was measured on" in capsys.readouterr().err
+    assert not store.exists()
 
 
 def test_stage_folders_share_upstream_stages_only(tmp_path):
