@@ -115,9 +115,10 @@ def settings(study: dict, variant: str) -> dict:
     for stage in pipeline.STAGES:
         out[stage] = list(NO_FLOORS.get(stage, [])) if study.get("measure") else []
         out[stage] += shlex.split(str(defaults.get(stage, ""))) + shlex.split(str(own.get(stage, "")))
-    # the recipes' YAML defaults too: a record measured on other defaults is another run (its key differs). A study
-    # kept on the defaults it was measured on names their digest per algorithm (`measured_on`; running it is refused)
-    texts = [recipe_defaults(stage, out["algorithm"]) for stage in pipeline.STAGES]
+    # the YAML defaults of the stages it runs too: a record measured on other defaults is another run (its key differs).
+    # A study kept on the defaults it was measured on names their digest per algorithm (`measured_on`; running it is
+    # refused)
+    texts = [recipe_defaults(stage, out["algorithm"]) for stage in study["stages"]]
     digest = hashlib.sha1("".join(texts).encode()).hexdigest()[:10]
     out["recipe_defaults"] = (study.get("measured_on") or {}).get(out["algorithm"], digest)
     return out

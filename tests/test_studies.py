@@ -165,6 +165,20 @@ def test_a_changed_recipe_default_is_another_run_and_a_comment_is_not(tmp_path, 
     assert run.stage_folders(tmp_path, 42, after)["rl"] != folders["rl"]
 
 
+def test_a_study_of_some_stages_is_keyed_by_their_defaults_only(tmp_path, monkeypatch):
+    configs = tmp_path / "repo" / "recipes" / "configs"
+    shutil.copytree(ROOT / "recipes" / "configs", configs)
+    monkeypatch.setattr(run, "ROOT", tmp_path / "repo")
+    reward_only = run.load_study(study_file(tmp_path, {**GOOD, "stages": ["reward"]}))
+    before = run.settings(reward_only, "a")
+    ppo = configs / "ppo.yaml"
+    ppo.write_text(ppo.read_text(encoding="utf-8").replace("kl_coef: 0.1", "kl_coef: 0.2"), encoding="utf-8")
+    assert run.settings(reward_only, "a") == before  # PPO's YAML is no part of a reward study's runs
+    reward = configs / "reward.yaml"
+    reward.write_text(reward.read_text(encoding="utf-8").replace("seed: 42", "seed: 7"), encoding="utf-8")
+    assert run.settings(reward_only, "a") != before
+
+
 def test_a_study_kept_on_its_defaults_keys_its_records_by_them_and_runs_nothing_more(tmp_path, capsys):
     """`measured_on`: a study measured on earlier recipe defaults keeps its records (keys of that digest) after a
     default changes, for the algorithms it names; running it again is refused before anything runs."""
