@@ -33,12 +33,6 @@ def records() -> dict[str, dict[int, dict]]:
     return found
 
 
-def units(record: dict) -> float:
-    """`make all`'s wall time in plain-loop units: SFT and reward side by side (the longer), then PPO and eval."""
-    walls = {stage: result["wall_s"] for stage, result in record["stages"].items()}
-    return (max(walls["sft"], walls["reward"]) + walls["rl"] + walls["eval"]) / record["plain_loop_s_per_100"]
-
-
 def row(seed: int, runs: list[dict]) -> str:
     """One seed's table row: each cell `margin 0.2 → margin 0.1`."""
     cells = {
@@ -47,7 +41,7 @@ def row(seed: int, runs: list[dict]) -> str:
         "change": lambda r, m: f"{100 * m['keep_change']:+.2f} ({100 * m['keep_lower']:+.2f})",
         "lowest": lambda r, m: f"{100 * m['min_greedy_correct']:.1f} %",
         "target": lambda r, m: "yes" if m["target_met"] else "**no**",
-        "units": lambda r, m: f"{units(r):.0f}",
+        "units": lambda r, m: f"{m['total_units']:.0f}",
     }
     shown = [" → ".join(cell(r, r["metrics"]) for r in runs) for cell in cells.values()]
     return f"| {seed} | " + " | ".join(shown) + " |"
@@ -84,10 +78,11 @@ def main() -> None:
             low, high = wilson(met, len(runs))
             episodes = f"{statistics.median(r['metrics']['completions'] for r in runs):,.0f}".replace(",", " ")
             lowest = min(r["metrics"]["keep_lower"] for r in runs)
+            units = statistics.median(r["metrics"]["total_units"] for r in runs)
             lines.append(
                 f"- {name}, margin {margin}: every target on {met} of {len(runs)} (Wilson {100 * low:.0f}–"
                 f"{100 * high:.0f} %), median {episodes} PPO episodes, median "
-                f"{statistics.median(map(units, runs)):.0f} plain-loop units; lowest bound {100 * lowest:+.2f} points."
+                f"{units:.0f} plain-loop units; lowest bound {100 * lowest:+.2f} points."
             )
     out = Path(__file__).with_name("rerun.md")
     out.write_text("\n".join(lines) + "\n", encoding="utf-8")
