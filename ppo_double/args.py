@@ -106,6 +106,7 @@ _VALUE_CHECKS = (
     ("temperature", lambda v: v > 0, "> 0"),
     ("judge_every", lambda v: v >= 1, ">= 1"),
     ("judge_samples", lambda v: v >= 1, ">= 1"),
+    ("judge_threads", lambda v: v is None or v >= 1, ">= 1 (or null: this process's share of the cores)"),
     ("judge_numbers", lambda v: 1 <= v <= len(VALIDATION_NUMBERS), f"between 1 and {len(VALIDATION_NUMBERS)}"),
     ("samples", lambda v: v >= 1, ">= 1"),
     ("test_samples", lambda v: v >= 1, ">= 1"),

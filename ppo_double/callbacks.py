@@ -8,7 +8,7 @@ import torch
 from transformers import GPT2LMHeadModel, Trainer, TrainerCallback
 from transformers.trainer_callback import ProgressCallback
 
-from .distributed import gathered_model, load_plain, on_main
+from .distributed import gathered_model, load_plain, on_main, torch_threads
 from .evaluate import judged
 from .task import PREFIXES, VALIDATION_NUMBERS, heldout_prompts
 
@@ -94,6 +94,7 @@ class JudgeCallback(TrainerCallback):
         samples: int = 1,
         seed: int = 0,
         start_model_path: str | None = None,
+        threads: int | None = None,
     ):
         self.trainer = trainer
         self.start_model_path = start_model_path
@@ -106,6 +107,7 @@ class JudgeCallback(TrainerCallback):
         self.correct_margin = correct_margin
         self.samples = samples
         self.seed = seed
+        self.threads = threads  # torch threads while judging (None: the training's)
         self.streak = 0
         self.stopped = False  # the stop rule held: the run ended at it
         self.history = []
@@ -126,7 +128,8 @@ class JudgeCallback(TrainerCallback):
         weights (distributed.gathered_model: under ZeRO-3 every process takes part in gathering them)."""
         from_folder = start and self.start_model_path is not None
         policy = None if from_folder else gathered_model(self.trainer)
-        return on_main(self._measure, policy, start)
+        with torch_threads(self.threads):
+            return on_main(self._measure, policy, start)
 
     def _measure(self, policy, start: bool) -> dict:
         if policy is None:  # the starting policy as its folder holds it: see start_policy

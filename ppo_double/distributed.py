@@ -15,6 +15,7 @@ every weight, and a forward pass is a collective that every process must run in 
 import os
 from contextlib import contextmanager
 
+import psutil
 import torch
 from accelerate import PartialState
 from accelerate.utils import DistributedType, broadcast_object_list
@@ -28,6 +29,25 @@ def on_main(fn, *args, **kwargs):
     state = PartialState()
     result = fn(*args, **kwargs) if state.is_main_process else None
     return broadcast_object_list([result])[0] if state.num_processes > 1 else result
+
+
+def cpu_share() -> int:
+    """This process's share of the machine's cores: the physical cores it may run on, divided among the processes
+    launched on this machine (LOCAL_WORLD_SIZE)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    cores = min(cores, psutil.cpu_count(logical=False) or cores)
+    return max(1, cores // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+
+
+@contextmanager
+def torch_threads(threads: int | None):
+    """torch's CPU threads set to `threads` for a block (None: left as they are), then set back."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads or before)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def engine(trainer):

@@ -17,6 +17,7 @@ from .callbacks import CompactProgressCallback, JudgeCallback, compact_console
 from .checkpoints import check_checkpoint, check_generation_fits, start_run
 from .checks import shortfalls
 from .data import prompt_text_dataset
+from .distributed import cpu_share, torch_threads
 from .evaluate import TEST_SAMPLES, evaluate, format_table
 from .finish import finish
 from .modeling import load_tokenizer, scale_prefix_embeddings
@@ -52,6 +53,14 @@ class RLArguments:
         metadata={
             "help": "sampled answers per validation prompt at each judgement: the sampled correct share that "
             "target_keep_correct compares is then precise to ~0.14 points (0.27 with 1)"
+        },
+    )
+    judge_threads: int | None = field(
+        default=None,
+        metadata={
+            "help": "torch CPU threads while judging (during training and at the end); null: this process's share "
+            "of the physical cores. The training keeps its own (accelerate launch gives a CPU process 1), so a lone "
+            "process judges on the cores it leaves idle: the same answers, sooner"
         },
     )
     test_samples: int = field(
@@ -131,6 +140,7 @@ def add_judge(trainer, script_args: RLArguments, seed: int, start_model_path: st
         samples=script_args.judge_samples,
         seed=seed,
         start_model_path=start_model_path,
+        threads=script_args.judge_threads or cpu_share(),
     )
     compact_console(trainer, CompactProgressCallback)  # before the judge: the bar exists when it logs the start
     trainer.add_callback(judge)
@@ -144,7 +154,8 @@ def save_final(trainer, run, judge: JudgeCallback, stage: str, script_args: RLAr
 
     def judge_final(policy):
         prompts, seed = heldout_prompts(prefixed=True), trainer.args.seed
-        results = evaluate(policy, trainer.processing_class, prompts, seed=seed, samples=script_args.test_samples)
+        with torch_threads(judge.threads):
+            results = evaluate(policy, trainer.processing_class, prompts, seed=seed, samples=script_args.test_samples)
         results["judged_during_training"] = judge.history
         print(format_table(results))
         floors, measured = {}, {}

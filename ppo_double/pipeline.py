@@ -80,6 +80,12 @@ def run_stage(command: list[str], log: Path | None = None, threads: int | None =
     return {"returncode": process.returncode, "wall_s": wall, "peak_rss_gib": usage.ru_maxrss / 1024**2}
 
 
+def pinned(commands: dict[str, list[str]], stage: str, threads: int | None) -> list[str]:
+    """`stage`'s command; with pinned `threads`, the RL stage's judge is pinned to them too (unpinned, it takes the
+    process's share of the machine's cores, as for `make all`)."""
+    return [*commands[stage], "--judge_threads", str(threads)] if threads and stage == "rl" else commands[stage]
+
+
 def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
     return "\n".join(Path(path).read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
 
@@ -101,7 +107,7 @@ def run(
     for names in filter(None, steps):
         width = threads or (half_cores() if len(names) > 1 else None)
         with ThreadPoolExecutor(len(names)) as pool:
-            ran = pool.map(lambda s, width=width: run_stage(commands[s], logs.get(s), width), names)
+            ran = pool.map(lambda s, width=width: run_stage(pinned(commands, s, threads), logs.get(s), width), names)
             done.update(zip(names, ran))
         failed = [s for s in names if done[s]["returncode"] != 0]
         for stage in failed:

@@ -132,6 +132,44 @@ def test_the_judge_draws_sampled_answers_only_where_greedy_holds_the_target():
     assert not holds_target(skipped, start, 0.995, 0.0, keep_correct=True)
 
 
+def test_the_judge_runs_on_its_own_threads_with_the_same_answers(tiny_sft, monkeypatch):
+    """`judge_threads`: PPO trains on one thread under accelerate, and a lone process judges on the idle core too.
+    The answers are the same at either count; the training's threads are set back after each judgement."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from ppo_double import callbacks
+    from ppo_double.modeling import load_tokenizer
+    from ppo_double.task import VALIDATION_NUMBERS
+
+    seen, real = [], callbacks.judged
+    monkeypatch.setattr(callbacks, "judged", lambda *a, **k: seen.append(torch.get_num_threads()) or real(*a, **k))
+    trainer = SimpleNamespace(processing_class=load_tokenizer(), accelerator=SimpleNamespace(device="cpu"))
+    before = torch.get_num_threads()
+    logs = {
+        threads: callbacks.JudgeCallback(
+            trainer,
+            every=1,
+            numbers=VALIDATION_NUMBERS[:40],
+            samples=4,
+            start_model_path=str(tiny_sft),
+            threads=threads,
+        ).measure(start=True)
+        for threads in (1, 2)
+    }
+    assert seen == [1, 1, 2, 2] and torch.get_num_threads() == before  # greedy, then sampled, at each count
+    assert logs[1] == logs[2]
+
+
+def test_the_judges_threads_default_to_this_processs_share_of_the_cores(monkeypatch):
+    from ppo_double.distributed import cpu_share
+
+    alone = cpu_share()
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", str(alone))
+    assert alone >= 1 and cpu_share() == 1
+
+
 @pytest.mark.parametrize("stage", ["ppo", "grpo"])
 def test_the_start_is_judged_on_the_sft_policy_as_saved(stage, tiny_sft, tiny_reward, tmp_path):
     """keep_correct compares with the SFT policy as saved (as the test does), not with the copy that

@@ -87,3 +87,12 @@ def test_wall_times_and_the_summary_after_the_stages(tmp_path, monkeypatch, caps
     assert [line.split("\t")[0] for line in times] == ["sft", "reward", "ppo", "eval"]
     out = capsys.readouterr().out
     assert "==> sft, and reward alongside it" in out and "==> ppo" in out and "==> summary" not in out
+
+
+def test_pinned_threads_pin_the_rl_stages_judge_too(tmp_path):
+    """Unpinned, the RL stage's judge takes the process's share of the cores; pinned threads (`bench --jobs 2`: one
+    each) pin it too, or two runs side by side would judge on more threads than there are cores."""
+    commands = pipeline.stage_commands(pipeline.folders(tmp_path))
+    assert pipeline.pinned(commands, "rl", 1)[-2:] == ["--judge_threads", "1"]
+    assert pipeline.pinned(commands, "rl", None) == commands["rl"]
+    assert pipeline.pinned(commands, "sft", 1) == commands["sft"]
