@@ -1,12 +1,10 @@
-"""A study's page, from its records in the store: its tables and pictures, written whole; and the README's headline,
-the one block spliced into a page written by hand. Nothing here runs or measures: the same store gives the same page
-every time (stats.py fixes the bootstrap's random state).
+"""A study's page, from its records in the store: its tables and pictures, written whole. Nothing here runs or
+measures: the same store gives the same page every time (stats.py fixes the bootstrap's random state).
 """
 
 import itertools
 import math
 import os
-import re
 from pathlib import Path
 
 import numpy as np
@@ -74,19 +72,13 @@ def sampled_correct(m: dict) -> str:
     return cell
 
 
-def judged_at(record: dict) -> int:
-    """Sampled answers per test prompt of a record's eval stage: its study's --samples, else the default of its time
-    (4 before the paired test)."""
-    args = record["settings"].get("eval", [])
-    if "--samples" in args:
-        return int(args[args.index("--samples") + 1])
-    return TEST_SAMPLES if "keep_lower" in record["metrics"] else 4
-
-
 def kept(records: list[dict]) -> str:
-    """The target on the sampled correct share that the records were judged by."""
+    """The target on the sampled correct share that the records were judged by, and on how many sampled answers per
+    test prompt: their eval stage's --samples, else the default of its time (4 before the paired test)."""
     judged = [r for r in records if "sft_sampled_correct" in r["metrics"]]
-    counts = " or ".join(map(str, sorted({judged_at(r) for r in judged})))
+    eval_args = [(r["settings"].get("eval", []), TEST_SAMPLES if "keep_lower" in r["metrics"] else 4) for r in judged]
+    found = {int(args[args.index("--samples") + 1]) if "--samples" in args else n for args, n in eval_args}
+    counts = " or ".join(map(str, sorted(found)))
     test = "[keeps its arithmetic](../glossary.md#keeps-its-arithmetic)"
     if all("keep_lower" in r["metrics"] for r in judged):
         return (
@@ -239,11 +231,10 @@ def machine_line(records: list[dict]) -> str:
     range of its runs' plain-loop measurements (one per invocation: a study run seed by seed has one per run)."""
     groups: dict[tuple[str, str], list[dict]] = {}
     for r in records:
-        versions = ", ".join(f"{name} {v}" for name, v in r["versions"].items())
-        machine = f"{r['machine']['cpu_count']} CPU cores ({r['machine']['cpu'] or 'cpu unknown'})"
         threads = "make all's threads" if r["jobs"] == 1 else f"{r['jobs']} runs at once, one thread each"
-        source = f"{versions}; commit {r['git_commit'][:8]}; {r['date']}"
-        groups.setdefault((f"{machine}, {threads}", source), []).append(r)
+        where = f"{r['machine']['cpu_count']} CPU cores ({r['machine']['cpu'] or 'cpu unknown'}), {threads}"
+        versions = ", ".join(f"{name} {v}" for name, v in r["versions"].items())
+        groups.setdefault((where, f"{versions}; commit {r['git_commit'][:8]}; {r['date']}"), []).append(r)
 
     def span(values):
         low, high = f"{min(values):.2f}", f"{max(values):.2f}"
@@ -257,37 +248,6 @@ def machine_line(records: list[dict]) -> str:
             f"{len(runs)} run(s): {where}, plain loop {plain} s / 100 SFT steps (recipes/sft.py {ratio}x); {what}"
         )
     return "Measured on: " + "; ".join(lines) + "."
-
-
-def headline(records: list[dict], seed: int = 42) -> str:
-    """The README's headline: how many seeds met every target (Wilson interval), the paired sampled-correct change,
-    where PPO stopped, and `seed`'s run per prefix. No bootstrap: cheap to re-render in a test."""
-    done = [r["metrics"] for r in records if not r["failed_stage"]]
-    met = sum(bool(m.get("target_met")) for m in done)
-    low, high = stats.wilson(met, len(records))
-    pairs = zip(*((m["sampled_correct"], m["sft_sampled_correct"]) for m in done))
-    change, c_low, c_high = (100 * v for v in stats.paired_change(*pairs))
-    stops = sorted(m["completions"] for m in done)
-    seeds = sorted(r["seed"] for r in records)
-    one = next(r for r in records if r["seed"] == seed)
-    m, start = one["metrics"], one["history"][0]
-    modes = {"greedy_exact_match": "exact_match", "sampled_exact_match": "sampled_exact_match"}  # record: history
-    rows = [
-        [f"`{p}`", *(f"{pct(start[f'{k}/{p}'])} → **{pct(m[name][p])}**" for name, k in modes.items())]
-        for p in PREFIXES
-    ]
-    return "\n\n".join(
-        [
-            f"**Every target met on {met} of {len(records)} seeds** ({seeds[0]}–{seeds[-1]}; 95 % Wilson interval "
-            f"{100 * low:.0f}–{100 * high:.0f} %). Sampled answers are right doubles {change:+.2f} points more often "
-            f"than the SFT's (paired over seeds, 95 % CI {c_low:+.2f} to {c_high:+.2f}); PPO trained a median of "
-            f"{np.median(stops):.0f} episodes ({stops[0]}–{stops[-1]}). Seed {seed}, before PPO (the SFT policy, "
-            "judged on the validation numbers before the first update) → after (held-out test numbers):",
-            table(["prefix", "greedy exact match", "sampled exact match"], rows),
-            f"Sampled answers that are right doubles, in any system: {pct(m['sft_sampled_correct'], 2)} (SFT) → "
-            f"{pct(m['sampled_correct'], 2)} (PPO).",
-        ]
-    )
 
 
 # --- the pictures ---------------------------------------------------------------------------------------------------
@@ -353,15 +313,3 @@ def page(study: dict, records: list[dict], document: str) -> str:
         "the store (`--report-only`: nothing run); change the study or its records, not this page.\n\n"
         f"{document}\n"
     )
-
-
-START, END = "<!-- bench:headline:start -->", "<!-- bench:headline:end -->"
-
-
-def with_headline(readme: str, block: str) -> str:
-    """`readme` with `block` between its headline markers: the front door shows the store's numbers, so this one
-    block is spliced into a page written by hand. ValueError unless the page has the markers once."""
-    new, found = re.subn(f"{START}.*?{END}", lambda _: f"{START}\n\n{block.strip()}\n\n{END}", readme, flags=re.S)
-    if found != 1:
-        raise ValueError(f"expected one {START} ... {END} pair, found {found}")
-    return new

@@ -335,7 +335,6 @@ def main(argv=None) -> int:
     parser.add_argument("--report-only", action="store_true", help="run nothing: the tables from the store")
     parser.add_argument("--page", type=Path, help="also write the study's page here, whole (docs/studies/<study>.md)")
     parser.add_argument("--figure", type=Path, help="also draw the study's picture here (e.g. docs/<study>.png)")
-    parser.add_argument("--readme", type=Path, help="also write the headline (seed 42's run) into this README")
     args = parser.parse_args(argv)
     try:
         study = load_study(args.study)
@@ -343,9 +342,7 @@ def main(argv=None) -> int:
             raise StudyError(f"{args.study}: no variant {sorted(unknown)}; it has {sorted(study['variants'])}")
         if args.jobs < 1:
             raise StudyError(f"--jobs must be 1 or more, got {args.jobs}")
-        if args.readme:  # before anything runs: a README without the headline's markers is refused
-            render.with_headline(args.readme.read_text(encoding="utf-8"), "")
-    except (OSError, ValueError) as error:  # a StudyError, or a README without the markers
+    except StudyError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     store = Store(args.store or RESULTS / f"{study['name']}.jsonl")
@@ -382,10 +379,6 @@ def main(argv=None) -> int:
         args.page.parent.mkdir(parents=True, exist_ok=True)
         args.page.write_text(render.page(study, records, document), encoding="utf-8")
         print(f"wrote {args.page}")
-    if args.readme and any(r["seed"] == 42 for r in records):  # the headline shows seed 42's run
-        readme = render.with_headline(args.readme.read_text(encoding="utf-8"), render.headline(records))
-        args.readme.write_text(readme, encoding="utf-8")
-        print(f"wrote the headline into {args.readme}")
     return 1 if any(r["failed_stage"] for r in records) else 0
 
 

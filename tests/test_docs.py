@@ -8,12 +8,11 @@ import sys
 
 import yaml
 
-from conftest import ROOT
+from conftest import ROOT, load_script
 from ppo_double.evaluate import KEEP_MARGIN
 from ppo_double.task import INVALID, NUMERALS, SYSTEMS, TEST_NUMBERS, to_numeral
 
 sys.path.insert(0, str(ROOT / "bench"))
-import render  # noqa: E402
 import run  # noqa: E402
 from store import Store, key  # noqa: E402
 
@@ -153,9 +152,9 @@ def test_the_docs_index_lists_every_page():
 def test_the_readme_headline_is_the_stores():
     block = re.search(r"<!-- bench:headline:start -->\n(.*?)\n<!-- bench:headline:end -->", readme(), re.S)
     assert block, "README.md has no bench:headline block"
-    assert block.group(1).strip() == render.headline(study_records("pipeline")).strip(), (
-        "README's headline differs from the store: python bench/run.py bench/studies/pipeline.yaml --report-only "
-        "--page docs/studies/pipeline.md --figure docs/pipeline.png --readme README.md"
+    headline = load_script("docs/headline.py")
+    assert block.group(1).strip() == headline.headline(study_records("pipeline")).strip(), (
+        "README's headline differs from the store: python docs/headline.py"
     )
 
 

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from test_ppo import TINY_PPO
 
-from conftest import ROOT, TINY_REWARD, TINY_SFT
+from conftest import ROOT, TINY_REWARD, TINY_SFT, load_script
 from ppo_double.task import PREFIXES
 
 sys.path.insert(0, str(ROOT / "bench"))
@@ -327,17 +327,16 @@ def test_a_page_is_written_whole_and_the_readme_gets_only_the_headline(tmp_path,
         store.append({**synthetic("a", seed, True, 1000, 0.001), "key": key("s", "a", seed, given)})
     page, figure = tmp_path / "docs" / "studies" / "s.md", tmp_path / "docs" / "s.png"
     args = [str(path), "--store", str(store.path), "--report-only", "--page", str(page), "--figure", str(figure)]
-    readme = tmp_path / "README.md"
-    readme.write_text("intro\n", encoding="utf-8")
-    assert run.main([*args, "--readme", str(readme)]) == 2  # no headline markers: refused before anything
-    assert not page.exists()
     assert run.main(args) == 0
     text = page.read_text(encoding="utf-8")
     assert text.startswith("# The `s` study, seeds 42–43\n") and "](../s.png)" in text and figure.is_file()
+    headline = load_script("docs/headline.py")  # the README's one spliced block: its own script, beside the pages
+    with pytest.raises(ValueError, match="expected one"):
+        headline.with_headline("intro\n", "new")
     before = "intro\n<!-- bench:headline:start -->\nold\n<!-- bench:headline:end -->\nafter\n"
-    spliced = render.with_headline(before, "new")
+    spliced = headline.with_headline(before, "new")
     assert spliced == "intro\n<!-- bench:headline:start -->\n\nnew\n\n<!-- bench:headline:end -->\nafter\n"
-    assert render.with_headline(spliced, "new") == spliced
+    assert headline.with_headline(spliced, "new") == spliced
 
 
 @pytest.mark.parametrize("code, stored", [(3, True), (130, False), (143, False), (-9, False)])
