@@ -14,7 +14,7 @@ from ppo_double.tokenizer import VOCAB
 TINY_GROUP = [
     "--max_steps", "4", "--per_device_train_batch_size", "16", "--num_generations", "4", "--judge_every", "2",
     "--judge_numbers", "16", "--test_samples", "1", "--logging_steps", "1", "--target_exact_match", "null",
-    "--disable_tqdm", "true",
+    "--disable_tqdm", "true", "--judge_threads", "1",  # the fast tests run one worker per core
     *NO_FLOORS["rl"],
 ]  # fmt: skip
 

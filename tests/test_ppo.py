@@ -29,6 +29,8 @@ TINY_PPO = [
     "1",
     "--disable_tqdm",
     "true",
+    "--judge_threads",
+    "1",  # the fast tests run one worker per core: a judge on this process's share of them would oversubscribe
     *NO_FLOORS["rl"],
 ]
 

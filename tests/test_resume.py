@@ -29,13 +29,13 @@ STAGE_ARGS = {
     "ppo": [
         "--total_episodes", "256", "--per_device_train_batch_size", "16", "--num_ppo_epochs", "1", "--save_steps",
         "2", "--judge_every", "4", "--judge_numbers", "16", "--test_samples", "1", "--logging_steps", "2",
-        "--target_exact_match", "null",
+        "--target_exact_match", "null", "--judge_threads", "1",
         *NO_FLOORS["rl"],
     ],
     "grpo": [
         "--max_steps", "16", "--per_device_train_batch_size", "16", "--num_generations", "4", "--save_steps", "2",
         "--judge_every", "4", "--judge_numbers", "16", "--test_samples", "1", "--logging_steps", "2",
-        "--target_exact_match", "null",
+        "--target_exact_match", "null", "--judge_threads", "1",
         *NO_FLOORS["rl"],
     ],
 }  # fmt: skip
