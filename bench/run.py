@@ -124,6 +124,15 @@ def settings(study: dict, variant: str) -> dict:
     return out
 
 
+def current_records(study: dict, store: Store, plan: list[tuple[str, int]] | None = None) -> list[dict]:
+    """The store's records of `plan`'s (variant, seed) runs (default: every variant on its own seeds) under their keys
+    on today's settings, in the study's variant order, then by seed."""
+    plan = plan or [(v, s) for v in study["variants"] for s in seeds_of(study, v)]
+    current = {key(study["name"], v, s, settings(study, v)) for v, s in plan}
+    records = [r for r in store.records() if r["key"] in current]
+    return sorted(records, key=lambda r: (list(study["variants"]).index(r["variant"]), r["seed"]))
+
+
 def recipe_defaults(stage: str, algorithm: str) -> str:
     """The YAML defaults a stage reads, as sorted JSON: a changed value gives the stage's outputs a new cache folder
     and its records a new key; a comment or the layout does not."""
@@ -366,9 +375,7 @@ def main(argv=None) -> int:
         runner = Runner(study, store, args.work_dir.resolve(), args.jobs, speed)
         with ThreadPoolExecutor(args.jobs) as pool:
             list(pool.map(lambda job: runner.run(*job), todo))
-    current = {key(study["name"], v, s, settings(study, v)) for v, s in plan}
-    records = [r for r in store.records() if r["key"] in current]
-    records.sort(key=lambda r: (list(study["variants"]).index(r["variant"]), r["seed"]))
+    records = current_records(study, store, plan)
     if not records:
         print(f"error: no records of {args.study} in {store.path}: run it first", file=sys.stderr)
         return 1

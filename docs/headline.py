@@ -18,7 +18,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 import run  # noqa: E402
 import stats  # noqa: E402
 from render import pct, table  # noqa: E402
-from store import RESULTS, Store, key  # noqa: E402
+from store import RESULTS, Store  # noqa: E402
 
 from ppo_double.task import PREFIXES  # noqa: E402
 
@@ -28,10 +28,9 @@ START, END = "<!-- bench:headline:start -->", "<!-- bench:headline:end -->"
 
 def pipeline_runs() -> list[dict]:
     """The pipeline study's records under its current keys (one variant: in seed order)."""
-    study = run.load_study(ROOT / "bench" / "studies" / "pipeline.yaml")
-    current = {key(study["name"], "defaults", seed, run.settings(study, "defaults")) for seed in study["seeds"]}
-    found = [r for r in Store(RESULTS / "pipeline.jsonl").records() if r["key"] in current]
-    return sorted(found, key=lambda r: r["seed"])
+    return run.current_records(
+        run.load_study(ROOT / "bench" / "studies" / "pipeline.yaml"), Store(RESULTS / "pipeline.jsonl")
+    )
 
 
 def headline(records: list[dict], seed: int = 42) -> str:

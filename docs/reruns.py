@@ -8,7 +8,6 @@ bench/results/pipeline.jsonl, writes each page of RERUNS:
     python docs/reruns.py
 """
 
-import json
 import statistics
 import sys
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 from stats import wilson  # noqa: E402  (bench/ is a folder of scripts, not a package)
+from store import RESULTS, Store  # noqa: E402
 
 TUNED, HELD_OUT = range(42, 52), range(52, 57)  # the defaults were chosen on seeds 42-51
 # page: its title, what changed, and the two sets ({label: the records' `recipe_defaults`}), before then after
@@ -49,8 +49,7 @@ CELLS = {  # (record, its metrics) -> a cell
 
 def records(defaults: dict[str, str]) -> dict[str, dict[int, dict]]:
     found = {label: {} for label in defaults}
-    for line in (ROOT / "bench" / "results" / "pipeline.jsonl").read_text(encoding="utf-8").splitlines():
-        record = json.loads(line)
+    for record in Store(RESULTS / "pipeline.jsonl").records():
         settings = record["settings"]
         for label, digest in defaults.items():
             if settings["recipe_defaults"] == digest and settings["eval"] == ["--samples", "16"]:
@@ -69,8 +68,7 @@ def summary(name: str, label: str, runs: list[dict]) -> str:
     return (
         f"- {name}, {label}: every target on {met} of {len(runs)} (Wilson {100 * low:.0f}–{100 * high:.0f} %), median"
         f" {episodes} PPO episodes, median {units:.0f} plain-loop units (PPO {ppo:.0f}, {ratio:.2f} of the run's SFT);"
-        f" lowest bound"
-        f" {100 * lowest:+.2f} points."
+        f" lowest bound {100 * lowest:+.2f} points."
     )
 
 

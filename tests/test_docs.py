@@ -29,11 +29,7 @@ def readme() -> str:
 def study_records(name: str) -> list[dict]:
     """The study's records under its current keys, as `bench/run.py --report-only` reads them."""
     study = run.load_study(ROOT / "bench" / "studies" / f"{name}.yaml")
-    current = {
-        key(study["name"], v, s, run.settings(study, v)) for v in study["variants"] for s in run.seeds_of(study, v)
-    }
-    records = [r for r in Store(ROOT / "bench" / "results" / f"{name}.jsonl").records() if r["key"] in current]
-    return sorted(records, key=lambda r: (list(study["variants"]).index(r["variant"]), r["seed"]))
+    return run.current_records(study, Store(ROOT / "bench" / "results" / f"{name}.jsonl"))
 
 
 def pipeline_records() -> list[dict]:
