@@ -44,6 +44,7 @@ def parse_args(dataclass_types, default_config: str | None = None, argv: list[st
         # Without `use_cpu`, processes started by torchrun on a CPU machine each see DistributedType.NO and train
         # alone; with it, accelerate sets up a real gloo process group (MULTI_CPU).
         parser.set_defaults(use_cpu=True)
+    _checkpointing_default(parser, dataclass_types, argv, config_file)
     try:
         *parsed, unknown_in_config, unknown_in_argv = parser.parse_args_and_config(
             argv, return_remaining_strings=True, separate_remaining_strings=True
@@ -66,6 +67,27 @@ def parse_args(dataclass_types, default_config: str | None = None, argv: list[st
     check_engine_runs_here(parsed)
     check_distributed()
     return tuple(parsed)
+
+
+def _checkpointing_default(parser, dataclass_types, argv: list[str], config_file: str | None) -> None:
+    """TRL 1.12's configs default `gradient_checkpointing` to True, a name transformers 5 renamed to
+    `activation_checkpointing`; it warns that the old name is deprecated whenever the new one is unset, so a config
+    that names neither (a user's own YAML; a bad one, before its one error line) printed a warning about a name the
+    user never wrote. Where a run names neither, TRL's default is given under the new name: the same setting, no
+    warning; a run that names either is left as it is."""
+    defaults = {
+        f.name: f.default for t in dataclass_types for f in dataclasses.fields(t) if f.name.endswith("_checkpointing")
+    }
+    if defaults.get("gradient_checkpointing") is None or "activation_checkpointing" not in defaults:
+        return
+    named = {a[2:].split("=", 1)[0] for a in argv if a.startswith("--")}
+    try:
+        with open(config_file or os.devnull, encoding="utf-8") as f:
+            named |= set(yaml.safe_load(f) or {})
+    except (OSError, yaml.YAMLError, TypeError):  # unreadable or not a mapping: the parser says so, in one line
+        return
+    if not named & {"gradient_checkpointing", "activation_checkpointing"}:
+        parser.set_defaults(activation_checkpointing=defaults["gradient_checkpointing"])
 
 
 def _yaml_problem(err: yaml.YAMLError) -> str:
