@@ -1,20 +1,23 @@
-"""Where `make all`'s seconds go: each stage on its defaults, one after another, its wall time split into parts.
+"""Where `make all`'s seconds go: each stage on its defaults, its wall time split into parts.
 
-    python scripts/profile_stages.py --label after [--seed 42]     # -> docs/profile/<label>.json, docs/profile.md
+    python scripts/profile_stages.py --label make-all --as_make_all   # -> docs/profile/<label>.json, docs/profile.md
 
-Each stage runs in a process of its own (as `make all` runs it, but on the whole machine, not beside another stage);
-a few functions are timed by wrapping them, and each part's time is its own, without the parts it calls, so the
-parts add up to the stage's wall time. The page gives them in plain-loop units (bench/speed.py), measured first in
-the same invocation, so runs on different machines or days compare. cProfile is not used: its overhead on the
-Python-heavy parts (generation's per-token loop, the judge) would move the very shares measured here.
+Each stage runs in a process of its own: with --as_make_all started and threaded as `make all` starts it, else one at
+a time on the whole machine. A few functions are timed by wrapping them, and each part's time is its own, without the
+parts it calls, so the parts add up to the stage's wall time. The page gives them in plain-loop units (bench/speed.py),
+measured first in the same invocation, so runs on different machines or days compare. cProfile is not used: its
+overhead on the Python-heavy parts (generation's per-token loop, the judge) would move the very shares measured here.
 """
 
 import argparse
+import datetime
 import json
+import os
 import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 START = time.perf_counter()
@@ -87,27 +90,40 @@ def child(stage: str, argv: list[str], report: str) -> None:
     Path(report).write_text(json.dumps(clock.seconds))
 
 
-def profile(seed: int | None) -> dict:
-    """Plain-loop seconds per 100 steps, then each stage's parts and wall time."""
+def profile(seed: int | None, as_make_all: bool) -> dict:
+    """Plain-loop seconds per 100 steps, then each stage's parts and wall time. `as_make_all`: each stage started and
+    threaded as `make all` starts it (ppo_double/pipeline.py): SFT and reward side by side on half the cores each, PPO
+    under `accelerate launch` (whose start-up lands in "other"), eval on torch's default; else one at a time, each a
+    plain process on the whole machine."""
     sys.path.insert(0, str(ROOT / "bench"))
     from speed import plain_loop
 
     from ppo_double import pipeline
 
     plain = 100 * plain_loop(300, 64) / 300
-    result = {"plain_loop_s_per_100": plain, "stages": {}}
+    result = {"plain_loop_s_per_100": plain, "as_make_all": as_make_all, "stages": {}}
     with tempfile.TemporaryDirectory() as work:
         commands = pipeline.stage_commands(pipeline.folders(Path(work)), seed=seed)
-        for stage, key in zip(STAGES, pipeline.STAGES):
-            script = next(i for i, arg in enumerate(commands[key]) if arg.startswith("recipes/"))
-            argv = commands[key][script + 1 :]  # the recipe's arguments, run here under the profiler instead
-            report = Path(work) / f"{stage}.json"
-            print(f"profiling {stage} ...", flush=True)
-            began = time.perf_counter()
-            cmd = [sys.executable, __file__, "--child", stage, "--report", str(report), "--", *argv]
-            subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
-            wall = time.perf_counter() - began
-            result["stages"][stage] = {"wall": wall, "parts": json.loads(report.read_text())}
+        steps = [["sft", "reward"], ["ppo"], ["eval"]] if as_make_all else [[stage] for stage in STAGES]
+        for names in steps:
+            print(f"profiling {' and '.join(names)} ...", flush=True)
+            threads = pipeline.half_cores() if len(names) > 1 else None
+            runs = {}
+            for stage in names:
+                command = commands[pipeline.STAGES[STAGES.index(stage)]]
+                script = next(i for i, arg in enumerate(command) if arg.startswith("recipes/"))
+                start = command[:script] if as_make_all else [sys.executable]
+                # the recipe's own arguments, run here under the profiler instead
+                runs[stage] = [*start, __file__, "--child", stage, "--report", f"{work}/{stage}.json", "--"]
+                runs[stage] += command[script + 1 :]
+            with ThreadPoolExecutor(len(names)) as pool:
+                ran = pool.map(lambda c, t=threads: pipeline.run_stage(c, Path(os.devnull), t), runs.values())
+                done = dict(zip(names, ran))
+            for stage, run in done.items():
+                if run["returncode"]:
+                    raise SystemExit(f"error: profiling {stage} failed (exit {run['returncode']})")
+                parts = json.loads(Path(f"{work}/{stage}.json").read_text())
+                result["stages"][stage] = {"wall": run["wall_s"], "parts": parts}
     return result
 
 
@@ -116,31 +132,40 @@ def render() -> str:
     lines = [
         "# Profile: where `make all`'s time goes",
         "",
-        "Made by `python scripts/profile_stages.py --label LABEL` (each label's numbers in `docs/profile/LABEL.json`).",
-        "Each stage on its defaults, seed 42, in a process of its own and alone on the machine (`make all` runs SFT",
-        "and reward side by side, each on half the cores). Numbers are [plain-loop units](glossary.md): seconds",
-        "divided by the plain PyTorch loop's seconds per 100 SFT steps, measured in the same invocation.",
+        "Made by `python scripts/profile_stages.py --label LABEL [--as_make_all]` (each label's numbers in",
+        "`docs/profile/LABEL.json`). Each stage on its defaults, seed 42, in a process of its own: with",
+        "`--as_make_all` started and threaded as `make all` starts it (SFT and reward side by side on one thread each,",
+        "PPO under `accelerate launch`, whose start-up is in *other*), else one at a time, each alone on the machine.",
+        "Numbers are [plain-loop units](glossary.md#plain-loop-unit): seconds divided by the plain PyTorch loop's",
+        "seconds per 100 SFT steps, measured in the same invocation. *all*: the sum over the stages, where SFT and",
+        "reward ran side by side only the longer of the two.",
         "",
         "| part | what it holds |",
         "|---|---|",
         *(f"| {part} | {text} |" for part, text in PARTS.items()),
     ]
-    for path in sorted(STORE.glob("*.json")):
-        data = json.loads(path.read_text())
-        unit = data["plain_loop_s_per_100"]
-        lines += ["", f"## {path.stem}", "", data.get("note", ""), ""]
-        lines += [f"Plain loop: {unit:.2f} s per 100 steps; {data.get('commit', '')}.", ""]
+    profiles = {path.stem: json.loads(path.read_text()) for path in sorted(STORE.glob("*.json"))}
+    # the newest first (the profiles from before their date was stored last, in name order)
+    for label, data in sorted(profiles.items(), key=lambda item: item[1].get("date", ""), reverse=True):
+        unit, stages = data["plain_loop_s_per_100"], data["stages"]
+        counted = list(STAGES)
+        if data.get("as_make_all"):  # SFT and reward ran side by side: the shorter one is hidden
+            counted.remove(min(("sft", "reward"), key=lambda stage: stages[stage]["wall"]))
+        how = "as `make all` runs them" if data.get("as_make_all") else "one at a time, each alone"
+        lines += ["", f"## {label}", "", data.get("note", ""), ""]
+        lines += [f"Stages {how}. Plain loop: {unit:.2f} s per 100 steps; {data.get('commit', '')}.", ""]
         lines += ["| part | " + " | ".join(STAGES) + " | all |", "|---" * (len(STAGES) + 2) + "|"]
         for part in [*PARTS, "other"]:
-            cells = []
+            cells = {}
             for stage in STAGES:
-                s = data["stages"][stage]
-                parts = s["parts"]
-                seconds = s["wall"] - sum(parts.values()) if part == "other" else parts[part]
-                cells.append(seconds / unit)
-            lines.append(f"| {part} | " + " | ".join(f"{c:.1f}" for c in cells) + f" | {sum(cells):.1f} |")
-        walls = [data["stages"][stage]["wall"] / unit for stage in STAGES]
-        lines.append("| **wall** | " + " | ".join(f"**{w:.1f}**" for w in walls) + f" | **{sum(walls):.1f}** |")
+                parts = stages[stage]["parts"]
+                seconds = stages[stage]["wall"] - sum(parts.values()) if part == "other" else parts[part]
+                cells[stage] = seconds / unit
+            total = sum(cells[stage] for stage in counted)
+            lines.append(f"| {part} | " + " | ".join(f"{c:.1f}" for c in cells.values()) + f" | {total:.1f} |")
+        walls = {stage: stages[stage]["wall"] / unit for stage in STAGES}
+        total = sum(walls[stage] for stage in counted)
+        lines.append("| **wall** | " + " | ".join(f"**{w:.1f}**" for w in walls.values()) + f" | **{total:.1f}** |")
     return "\n".join(lines) + "\n"
 
 
@@ -149,6 +174,7 @@ def main() -> None:
     parser.add_argument("--label", help="store the profile as docs/profile/LABEL.json and re-render the page")
     parser.add_argument("--note", default="", help="a line under the label's heading: what this profile ran")
     parser.add_argument("--seed", type=int, default=None, help="every stage's seed (default: the YAMLs')")
+    parser.add_argument("--as_make_all", action="store_true", help="start and thread the stages as `make all` does")
     parser.add_argument("--child", choices=STAGES, help=argparse.SUPPRESS)
     parser.add_argument("--report", help=argparse.SUPPRESS)
     args, rest = parser.parse_known_args()
@@ -157,7 +183,8 @@ def main() -> None:
         return child(args.child, rest, args.report)
     if args.label:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-        result = profile(args.seed) | {"note": args.note, "commit": f"commit {commit.stdout.strip()}"}
+        result = profile(args.seed, args.as_make_all) | {"note": args.note, "commit": f"commit {commit.stdout.strip()}"}
+        result["date"] = datetime.date.today().isoformat()
         STORE.mkdir(parents=True, exist_ok=True)
         (STORE / f"{args.label}.json").write_text(json.dumps(result, indent=1) + "\n")
     PAGE.write_text(render())
