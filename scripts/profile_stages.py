@@ -12,7 +12,6 @@ overhead on the Python-heavy parts (generation's per-token loop, the judge) woul
 import argparse
 import datetime
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -116,12 +115,14 @@ def profile(seed: int | None, as_make_all: bool) -> dict:
                 # the recipe's own arguments, run here under the profiler instead
                 runs[stage] = [*start, __file__, "--child", stage, "--report", f"{work}/{stage}.json", "--"]
                 runs[stage] += command[script + 1 :]
+            logs = [Path(work) / f"{stage}.log" for stage in names]
             with ThreadPoolExecutor(len(names)) as pool:
-                ran = pool.map(lambda c, t=threads: pipeline.run_stage(c, Path(os.devnull), t), runs.values())
+                ran = pool.map(lambda c, log, t=threads: pipeline.run_stage(c, log, t), runs.values(), logs)
                 done = dict(zip(names, ran))
-            for stage, run in done.items():
+            for (stage, run), log in zip(done.items(), logs):
                 if run["returncode"]:
-                    raise SystemExit(f"error: profiling {stage} failed (exit {run['returncode']})")
+                    code, tail = run["returncode"], pipeline.log_tail(log)
+                    raise SystemExit(f"error: profiling {stage} failed (exit {code}); its last lines:\n{tail}")
                 parts = json.loads(Path(f"{work}/{stage}.json").read_text())
                 result["stages"][stage] = {"wall": run["wall_s"], "parts": parts}
     return result
