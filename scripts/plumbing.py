@@ -38,7 +38,7 @@ def timed(function, calls: int = 10) -> float:
 
 
 def sft_batches() -> list[str]:
-    """The plain loop's seconds per sample at one thread, by batch size: the recipe's step costs the same per sample."""
+    """The plain loop's cost per sample at one thread, by batch size: does a larger batch train faster per sample?"""
     torch.set_num_threads(1)
     rows = []
     for batch in (64, 128, 256):
