@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import stats
 
 from ppo_double.evaluate import KEEP_MARGIN, TEST_SAMPLES
@@ -66,29 +67,19 @@ def invalid_caught(m: dict) -> str:
 
 
 def sampled_correct(m: dict) -> str:
-    cell = f"{pct(m['sft_sampled_correct'], 2)} → {pct(m['sampled_correct'], 2)}"
-    if "keep_lower" in m:  # the paired test's bound (records judged before it have none)
-        cell += f" ({100 * m['keep_change']:+.2f}, bound {100 * m['keep_lower']:+.2f})"
-    return cell
+    change, bound = 100 * m["keep_change"], 100 * m["keep_lower"]  # the paired test's change and its lower bound
+    return f"{pct(m['sft_sampled_correct'], 2)} → {pct(m['sampled_correct'], 2)} ({change:+.2f}, bound {bound:+.2f})"
 
 
 def kept(records: list[dict]) -> str:
-    """The target on the sampled correct share that the records were judged by, and on how many sampled answers per
-    test prompt: their eval stage's --samples, else the default of its time (4 before the paired test)."""
-    judged = [r for r in records if "sft_sampled_correct" in r["metrics"]]
-    eval_args = [(r["settings"].get("eval", []), TEST_SAMPLES if "keep_lower" in r["metrics"] else 4) for r in judged]
-    found = {int(args[args.index("--samples") + 1]) if "--samples" in args else n for args, n in eval_args}
-    counts = " or ".join(map(str, sorted(found)))
-    test = "[keeps its arithmetic](../glossary.md#keeps-its-arithmetic)"
-    if all("keep_lower" in r["metrics"] for r in judged):
-        return (
-            f"the sampled correct share kept by the paired test of {test} ({counts} sampled answers per prompt; its "
-            f"one-sided 95 % lower bound above −{100 * KEEP_MARGIN:.2f} points; the runs' column gives (change, "
-            "bound) in points)"
-        )
+    """The target on the sampled correct share, with how many sampled answers per test prompt the records' eval
+    stage drew (its --samples, else evaluate.py's default)."""
+    eval_args = [r["settings"].get("eval", []) for r in records]
+    counts = {int(a[a.index("--samples") + 1]) if "--samples" in a else TEST_SAMPLES for a in eval_args}
     return (
-        f"the sampled correct share ≥ the SFT's (a point comparison on {counts} sampled answers per prompt: these runs "
-        f"were judged before the paired test of {test} and not since)"
+        f"the sampled correct share kept by the paired test of [keeps its arithmetic](../glossary.md#keeps-its-"
+        f"arithmetic) ({' or '.join(map(str, sorted(counts)))} sampled answers per prompt; its one-sided 95 % lower "
+        f"bound above −{100 * KEEP_MARGIN:.2f} points; the runs' column gives (change, bound) in points)"
     )
 
 
@@ -254,14 +245,9 @@ def machine_line(records: list[dict]) -> str:
 def on_grid(series: list[list[dict]], name: str, x: str = "episode") -> tuple[np.ndarray, np.ndarray]:
     """`name` of each run at every completion count (`x`) any of them has it at, a run holding its last value after
     it stopped early (the policy it saved) and its first before it first has it."""
-    series = [[e for e in run if e.get(name) is not None and e.get(x) is not None] for run in series]
-    grid = np.array(sorted({e[x] for run in series for e in run}))
-    matrix = []
-    for run in series:
-        done = np.array([e[x] for e in run])
-        values = np.array([e[name] for e in run], dtype=float)
-        matrix.append(values[np.clip(np.searchsorted(done, grid, side="right") - 1, 0, None)])
-    return grid, np.array(matrix)
+    points = [{e[x]: e[name] for e in run if e.get(name) is not None and e.get(x) is not None} for run in series]
+    grid = pd.concat(map(pd.Series, points), axis=1).sort_index().ffill().bfill()
+    return grid.index.to_numpy(), grid.to_numpy(dtype=float).T
 
 
 # (records' field, the value's name in it, the axis label); `logged` rows count completions under "completions"

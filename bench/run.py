@@ -243,8 +243,8 @@ def metrics(paths: dict[str, Path], stages: list[str]) -> dict:
         found["sampled_correct"] = mean_over_prefixes(model, "sampled", "correct")
         if test := keeps_arithmetic(baseline, model):
             found |= {"keep_change": test["change"], "keep_lower": test["lower"], "keeps_arithmetic": test["holds"]}
-        else:  # an eval file written before the paired test (cached under a work dir): the point comparison
-            found["keeps_arithmetic"] = found["sampled_correct"] >= found["sft_sampled_correct"]
+        else:  # nothing to pair (no prefixed prompts, or an eval file older than the test): not shown to keep it
+            found["keeps_arithmetic"] = False
     if "rl" in stages and "eval" in stages:
         found["target_met"] = (
             min(found["greedy_exact_match"].values()) >= TARGET_GREEDY

@@ -91,11 +91,11 @@ def test_every_number_the_trainer_logged_is_kept_at_its_completion_count():
     ]
 
 
-def finished_run(folder, reward_accuracy: dict | None = None, lost: int = 0) -> dict:
+def finished_run(folder, reward_accuracy: dict | None = None, lost: int | None = 0) -> dict:
     """The stage folders of a run whose policy met every target (judged perfect throughout; the first judgement without
     its seconds, as a run resumed from a checkpoint rebuilds it from the log); with `reward_accuracy`,
     a reward stage whose eval_results.json holds it, and an eval stage (the SFT's sampled correct share just below; the
-    run's sampled answers `lost` correct answers of 16 on every prompt)."""
+    run's sampled answers `lost` correct answers of 16 on every prompt; None: no per-prompt counts to pair)."""
     judged = {f"eval/{k}": 1.0 for k in ("exact_match", "sampled_exact_match", "correct", "sampled_correct")}
     judged |= {f"eval/{k}/{p}": 1.0 for k in ("exact_match", "sampled_exact_match") for p in PREFIXES}
     history = [{"episode": 0, "step": 0, **judged}, {"episode": 512, "step": 8, **judged, "seconds": 9.0}]
@@ -109,7 +109,9 @@ def finished_run(folder, reward_accuracy: dict | None = None, lost: int = 0) -> 
         (paths["reward"] / "eval_results.json").write_text(json.dumps(reward_accuracy))
         sft = {m: {p: {"correct": 0.99} for p in PREFIXES} for m in ("greedy", "sampled")}
         sft |= {"samples": 16, "correct_per_prompt": {p: [16] * 500 for p in PREFIXES}}
-        rl = results | {"samples": 16, "correct_per_prompt": {p: [16 - lost] * 500 for p in PREFIXES}}
+        rl = results | {"samples": 16, "correct_per_prompt": {p: [16 - (lost or 0)] * 500 for p in PREFIXES}}
+        if lost is None:
+            del rl["correct_per_prompt"]
         paths["eval"].write_text(json.dumps({"sft": sft, "rl": rl}))
     return paths
 
@@ -134,11 +136,16 @@ def test_the_reward_floor_applies_to_a_classifier_with_an_invalid_class(tmp_path
     assert found["target_met"] is met
 
 
-@pytest.mark.parametrize("lost, met", [(0, True), (1, False)], ids=["kept", "lost-a-sixteenth"])
+@pytest.mark.parametrize("lost, met", [(0, True), (1, False), (None, False)], ids=["kept", "lost-1/16", "unpaired"])
 def test_every_target_needs_the_paired_test_of_keeping_arithmetic(tmp_path, lost, met):
+    """A run kept its arithmetic only where the paired test says so: an eval file with nothing to pair (no per-prompt
+    counts) is not shown to keep it, though its sampled correct share is above the SFT's."""
     fields = run.metrics(finished_run(tmp_path, {"accuracy/invalid": 1.0}, lost), ["reward", "rl", "eval"])["metrics"]
     assert fields["keeps_arithmetic"] is met and fields["target_met"] is met
-    assert fields["keep_change"] == pytest.approx(-lost / 16) and fields["keep_lower"] <= fields["keep_change"]
+    if lost is None:
+        assert fields["sampled_correct"] > fields["sft_sampled_correct"] and "keep_lower" not in fields
+    else:
+        assert fields["keep_change"] == pytest.approx(-lost / 16) and fields["keep_lower"] <= fields["keep_change"]
 
 
 def test_settings_put_the_defaults_first_and_the_floors_off_when_measuring(tmp_path):
@@ -252,6 +259,8 @@ def synthetic(variant: str, seed: int, met: bool, completions: int | None, chang
         "total_units": 25.0,
         "sampled_correct": 0.99 + change + seed * 1e-5,
         "sft_sampled_correct": 0.99,
+        "keep_change": change + seed * 1e-5,
+        "keep_lower": change + seed * 1e-5 - 0.001,
         "min_greedy_correct": 0.98,
         "greedy_exact_match": dict.fromkeys(PREFIXES, 1.0),
         "sampled_exact_match": dict.fromkeys(PREFIXES, 0.99),
