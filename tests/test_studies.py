@@ -109,9 +109,9 @@ def finished_run(folder, reward_accuracy: dict | None = None, lost: int | None =
         (paths["reward"] / "eval_results.json").write_text(json.dumps(reward_accuracy))
         sft = {m: {p: {"correct": 0.99} for p in PREFIXES} for m in ("greedy", "sampled")}
         sft |= {"samples": 16, "correct_per_prompt": {p: [16] * 500 for p in PREFIXES}}
-        rl = results | {"samples": 16, "correct_per_prompt": {p: [16 - (lost or 0)] * 500 for p in PREFIXES}}
-        if lost is None:
-            del rl["correct_per_prompt"]
+        rl = results | {"samples": 16}
+        if lost is not None:
+            rl["correct_per_prompt"] = {p: [16 - lost] * 500 for p in PREFIXES}
         paths["eval"].write_text(json.dumps({"sft": sft, "rl": rl}))
     return paths
 
