@@ -41,7 +41,7 @@ from ppo_double.callbacks import first_stop, holds_target  # noqa: E402
 from ppo_double.checks import NO_FLOORS  # noqa: E402
 from ppo_double.evaluate import keeps_arithmetic  # noqa: E402
 from ppo_double.plots import log_history  # noqa: E402
-from ppo_double.task import PREFIXES  # noqa: E402
+from ppo_double.task import PREFIXES, UNPREFIXED  # noqa: E402
 
 ROOT = pipeline.ROOT
 STUDY_KEYS = {"description", "stages", "seeds", "variants", "defaults", "measure", "baselines", "measured_on"}
@@ -196,6 +196,8 @@ def metrics(paths: dict[str, Path], stages: list[str]) -> dict:
     """A finished run's record fields: its `metrics`, the judge's `history`, the `rollouts`' reward and judged exact
     match per update, and everything the trainer `logged`."""
     found: dict = {}
+    if "sft" in stages:  # the SFT's own judgement, the one its floor reads: sampled answers to unprefixed test prompts
+        found["sft_own_correct"] = read_json(paths["sft"] / "eval_results.json")["sampled"][UNPREFIXED]["correct"]
     if "reward" in stages:
         reward = read_json(paths["reward"] / "eval_results.json")
         found["reward_invalid"] = reward.get("accuracy/invalid")
