@@ -89,6 +89,7 @@ def rollouts(m: dict) -> str:
 
 # a run's columns after its variant, seed and wall times: (header, the metric its cell needs, the cell of its metrics)
 RUN_COLUMNS = [
+    ("SFT's own sampled correct (floor 98 %)", "sft_own_correct", lambda m: pct(m["sft_own_correct"])),
     ("total s (units)", "total_s", lambda m: f"{num(m['total_s'])} ({num(m.get('total_units'))})"),
     ("reward: invalid caught (lowest kind)", "reward_invalid", invalid_caught),
     ("completions", "completions", lambda m: num(m["completions"])),
@@ -103,8 +104,16 @@ RUN_COLUMNS = [
 ]
 # a variant's cells, of its row in stats.summary
 CELL = {
-    "met": lambda row: f"{row['met']}/{row['runs']} [{100 * row['met_low']:.0f}–{100 * row['met_high']:.0f} %]",
-    "reached": lambda row: f"{interval(row['completions_to_target'])} ({row['completions_to_target_n']}/{row['runs']})",
+    "met": lambda row: (
+        DASH
+        if row["met"] is None
+        else f"{row['met']}/{row['runs']} [{100 * row['met_low']:.0f}–{100 * row['met_high']:.0f} %]"
+    ),
+    "reached": lambda row: (
+        DASH
+        if not row["needed"]
+        else f"{interval(row['completions_to_target'])} ({row['completions_to_target_n']}/{row['runs']})"
+    ),
     "lowest": lambda row: pct(row["min_greedy_correct"]),
     "change": lambda row: interval(row["correct_change"], "+.2f", scale=100),
     "seconds": lambda row: f"{interval(row['seconds_to_target'])} ({interval(row['units_to_target'])})",
@@ -118,6 +127,7 @@ SUMMARY_COLUMNS = [  # (header, cell)
     ("pipeline s, IQM [95 % CI] (units)", CELL["total"]),
     ("sampled correct change vs SFT, points, mean [95 % CI]", CELL["change"]),
     ("lowest greedy correct in training", CELL["lowest"]),
+    ("SFT's own sampled correct, lowest (floor 98 %)", lambda row: pct(row["sft_own_correct"])),
     ("reward − judged exact of the last rollouts, IQM [95 % CI]", lambda row: interval(row["reward_gap"], "+.3f")),
 ]
 RANKING_HEADER = ["variant", "against", "P(the defaults need fewer completions) [95 % CI]"]
@@ -176,10 +186,15 @@ def report(study: dict, records: list[dict], figure: Path | None = None, folder:
         " ".join(str(study.get("description", "")).split()),
         f"Per variant, over its seeds (`python bench/run.py bench/studies/{study['name']}.yaml`; records in "
         f"`bench/results/{study['name']}.jsonl`). IQM: interquartile mean with rliable's stratified-bootstrap 95 % "
-        "interval; the sampled-correct change is paired per seed (the eval stage samples the SFT and the run on the "
-        "same prompts), with a t interval. Targets (every prefix, held-out test numbers): greedy ≥ 99.5 % and "
-        f"sampled ≥ 98 % exact match, {kept(records)}, greedy correct ≥ 97 % at every judgement during training, "
-        "the reward catching ≥ 99 % of invalid answers (a classifier with an invalid class).",
+        "interval"
+        + (
+            "; the sampled-correct change is paired per seed (the eval stage samples the SFT and the run on the same "
+            "prompts), with a t interval. Targets (every prefix, held-out test numbers): greedy ≥ 99.5 % and sampled "
+            f"≥ 98 % exact match, {kept(records)}, greedy correct ≥ 97 % at every judgement during training, the "
+            "reward catching ≥ 99 % of invalid answers (a classifier with an invalid class)."
+            if "rl" in study["stages"]
+            else "."
+        ),
     ]
     if ranked:
         parts += [

@@ -91,6 +91,8 @@ def summary(records: list[dict]) -> pd.DataFrame:
         met = sum(bool(m.get("target_met")) for m in done)
         row = {"variant": variant, "runs": len(runs), "failed": len(runs) - len(done), "met": met}
         row["met_low"], row["met_high"] = wilson(met, len(runs))
+        if not any("target_met" in m for m in done):  # a study of stages short of the RL stage has no targets
+            row["met"] = None
         for name in ("completions_to_target", "seconds_to_target", "units_to_target", "total_s", "total_units"):
             values = [m[name] for m in done if m.get(name) is not None]
             row[name], row[f"{name}_n"] = iqm(values) if values else None, len(values)
@@ -98,8 +100,8 @@ def summary(records: list[dict]) -> pd.DataFrame:
         row["correct_change"] = paired_change(*zip(*pairs)) if pairs else None
         gaps = [m["final_reward"] - m["final_judged"] for m in done if "final_reward" in m]
         row["reward_gap"] = iqm(gaps) if gaps else None
-        lowest = [m["min_greedy_correct"] for m in done if m.get("min_greedy_correct") is not None]
-        row["min_greedy_correct"] = min(lowest, default=None)
+        for name in ("min_greedy_correct", "sft_own_correct"):  # the lowest over the runs
+            row[name] = min((m[name] for m in done if m.get(name) is not None), default=None)
         row["needed"] = [m["completions_to_target"] or math.inf for m in done if "completions" in m]
         rows.append(row)
     return pd.DataFrame(rows).set_index("variant")
