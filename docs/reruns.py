@@ -34,6 +34,13 @@ RERUNS = {
         " so both runs of a seed train the same updates and stop at the same judgement; only the time differs.",
         {"judge on 1 thread": "a571c4b10b", "judge on 2 threads": "dc73c31f1b"},
     ),
+    "faster_defaults.md": (
+        "Candidate defaults, a shorter SFT and no critic warm-up: the pipeline study rerun, stopped after two seeds",
+        "once on the defaults (SFT 2 000 steps at lr 3e-3, PPO's 8-update critic warm-up) and once on candidate"
+        " defaults: SFT at 1 500 steps and lr 5e-3 (docs/studies/sft_schedule.md) and no warm-up"
+        " (docs/implementation-details.md). The rerun stopped after seed 42 missed a target (not adopted).",
+        {"defaults": "dc73c31f1b", "candidate": "67065ab27f"},
+    ),
 }
 CELLS = {  # (record, its metrics) -> a cell
     "PPO episodes": lambda r, m: f"{m['completions']:,}".replace(",", " "),
