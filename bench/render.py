@@ -192,7 +192,7 @@ def report(study: dict, records: list[dict], figure: Path | None = None, folder:
             "prompts), with a t interval. Targets (every prefix, held-out test numbers): greedy ≥ 99.5 % and sampled "
             f"≥ 98 % exact match, {kept(records)}, greedy correct ≥ 97 % at every judgement during training, the "
             "reward catching ≥ 99 % of invalid answers (a classifier with an invalid class)."
-            if "rl" in study["stages"]
+            if "rl" in study.get("stages", STAGES)
             else "."
         ),
     ]

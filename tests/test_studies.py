@@ -303,6 +303,25 @@ def test_the_summary_of_a_synthetic_store(tmp_path, monkeypatch):
     assert (tmp_path / "s.png").stat().st_size > 0
 
 
+def test_a_study_of_the_sft_alone_reports_the_sfts_own_number_and_no_targets(tmp_path, monkeypatch):
+    """A record of a study that runs SFT holds the SFT's own judgement (its floor's number, on the unprefixed test
+    prompts); a study without the RL stage has no targets to count, and its page says nothing of them."""
+    sft = tmp_path / "sft"
+    sft.mkdir()
+    (sft / "eval_results.json").write_text(json.dumps({"sampled": {"__": {"correct": 0.985}}}))
+    assert run.metrics({"sft": sft}, ["sft"])["metrics"] == {"sft_own_correct": 0.985}
+    monkeypatch.setattr(stats, "REPS", 500)
+    records = []
+    for seed, share in ((42, 0.985), (43, 0.971)):
+        record = synthetic("a", seed, met=False, completions=None, change=0.0)
+        records.append({**record, "metrics": {"sft_own_correct": share, "total_s": 60.0, "total_units": 25.0}})
+    frame = stats.summary(records)
+    assert frame.loc["a", "met"] is None and frame.loc["a", "sft_own_correct"] == 0.971
+    document = render.report({"name": "s", "description": "d", "stages": ["sft"]}, records)
+    assert "| a | 2 (0) | 60 [60, 60] (25 [25, 25]) | 97.1% |" in document
+    assert "every target" not in document and "Targets" not in document
+
+
 def test_each_detail_is_ranked_against_its_algorithms_baseline(tmp_path, monkeypatch):
     monkeypatch.setattr(stats, "REPS", 500)
     study = {
