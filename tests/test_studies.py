@@ -315,10 +315,12 @@ def test_a_study_of_the_sft_alone_reports_the_sfts_own_number_and_no_targets(tmp
     for seed, share in ((42, 0.985), (43, 0.971)):
         record = synthetic("a", seed, met=False, completions=None, change=0.0)
         records.append({**record, "metrics": {"sft_own_correct": share, "total_s": 60.0, "total_units": 25.0}})
+    records.append({**records[0], "variant": "b", "metrics": {"total_s": 60.0, "total_units": 25.0}})  # none to show
     frame = stats.summary(records)
     assert frame.loc["a", "met"] is None and frame.loc["a", "sft_own_correct"] == 0.971
     document = render.report({"name": "s", "description": "d", "stages": ["sft"]}, records)
     assert "| a | 2 (0) | 60 [60, 60] (25 [25, 25]) | 97.1% |" in document
+    assert "| b | 1 (0) | 60 (25) | — |" in document
     assert "every target" not in document and "Targets" not in document
 
 
