@@ -19,7 +19,7 @@ DASH = "—"
 
 
 def pct(value, digits: int = 1) -> str:
-    return DASH if value is None or math.isnan(value) else f"{100 * value:.{digits}f}%"  # NaN: pandas' None
+    return DASH if value is None else f"{100 * value:.{digits}f}%"
 
 
 def num(value, spec: str = ".0f") -> str:

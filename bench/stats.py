@@ -104,4 +104,4 @@ def summary(records: list[dict]) -> pd.DataFrame:
             row[name] = min((m[name] for m in done if m.get(name) is not None), default=None)
         row["needed"] = [m["completions_to_target"] or math.inf for m in done if "completions" in m]
         rows.append(row)
-    return pd.DataFrame(rows).set_index("variant")
+    return pd.DataFrame(rows, dtype=object).set_index("variant")  # None stays None (not NaN) in every column
