@@ -182,19 +182,19 @@ def report(study: dict, records: list[dict], figure: Path | None = None, folder:
     them relative to `folder`, the page's."""
     frame = stats.summary(records)
     ranked = ranking(study, records, frame)
-    parts = [
-        " ".join(str(study.get("description", "")).split()),
-        f"Per variant, over its seeds (`python bench/run.py bench/studies/{study['name']}.yaml`; records in "
-        f"`bench/results/{study['name']}.jsonl`). IQM: interquartile mean with rliable's stratified-bootstrap 95 % "
-        "interval"
-        + (
+    targets = "."  # a study short of the RL stage has no targets
+    if "rl" in study.get("stages", STAGES):
+        targets = (
             "; the sampled-correct change is paired per seed (the eval stage samples the SFT and the run on the same "
             "prompts), with a t interval. Targets (every prefix, held-out test numbers): greedy ≥ 99.5 % and sampled "
             f"≥ 98 % exact match, {kept(records)}, greedy correct ≥ 97 % at every judgement during training, the "
             "reward catching ≥ 99 % of invalid answers (a classifier with an invalid class)."
-            if "rl" in study.get("stages", STAGES)
-            else "."
-        ),
+        )
+    parts = [
+        " ".join(str(study.get("description", "")).split()),
+        f"Per variant, over its seeds (`python bench/run.py bench/studies/{study['name']}.yaml`; records in "
+        f"`bench/results/{study['name']}.jsonl`). IQM: interquartile mean with rliable's stratified-bootstrap 95 % "
+        f"interval{targets}",
     ]
     if ranked:
         parts += [
