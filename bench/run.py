@@ -36,23 +36,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import render  # noqa: E402
 from store import RESULTS, Store, key  # noqa: E402
 
-from ppo_double import pipeline, summary  # noqa: E402
-from ppo_double.callbacks import first_stop, holds_target  # noqa: E402
+from ppo_double import pipeline, summary, targets  # noqa: E402
 from ppo_double.checks import NO_FLOORS  # noqa: E402
-from ppo_double.evaluate import keeps_arithmetic  # noqa: E402
 from ppo_double.plots import log_history  # noqa: E402
-from ppo_double.task import PREFIXES, UNPREFIXED  # noqa: E402
 
 ROOT = pipeline.ROOT
 STUDY_KEYS = {"description", "stages", "seeds", "variants", "defaults", "measure", "baselines", "measured_on"}
 # a variant's settings, and two that are not: its own seeds and `signature`, the logged metric its picture shows
 VARIANT_KEYS = {"algorithm", "threads", "rl_threads", "processes", *pipeline.STAGES, "seeds", "signature"}
-# Every target of a run, on the held-out test numbers: greedy and sampled exact match per prefix, the sampled correct
-# share kept (evaluate.keeps_arithmetic; eval files from before it: no lower than the SFT's), the greedy correct share
-# on the validation numbers never below FLOOR_CORRECT while the RL stage trains, and the reward catching
-# INVALID_CAUGHT of invalid answers (where it has an invalid class).
-TARGET_GREEDY, TARGET_SAMPLED, FLOOR_CORRECT, INVALID_CAUGHT = 0.995, 0.98, 0.97, 0.99
-ONSET = 0.9  # the prefixes have separated once every prefix's greedy exact match is at least this
 VERSIONS = ("torch", "transformers", "trl", "accelerate", "peft", "datasets")
 
 
@@ -162,23 +153,6 @@ def complete(stage: str, path: Path) -> bool:
 
 
 # --- what a run reached ---------------------------------------------------------------------------------------------
-def read_json(path: Path):
-    return json.loads(Path(path).read_text(encoding="utf-8"))
-
-
-def mean_over_prefixes(results: dict, mode: str, name: str) -> float:
-    return statistics.fmean(results[mode][p][name] for p in PREFIXES)
-
-
-def completions_to_target(history: list[dict]) -> dict | None:
-    """The judgement (history[0]: the start) at which PPO's stop rule, read from its YAML, stops: for every algorithm
-    the target that completions are counted to."""
-    rule = yaml.safe_load((ROOT / "recipes" / "configs" / "ppo.yaml").read_text(encoding="utf-8"))
-    names = ("target_exact_match", "target_sampled_exact_match", "target_keep_correct", "target_correct_margin")
-    targets = [rule[k] for k in names]
-    return first_stop(history, rule["target_patience"], lambda entry: holds_target(entry, history[0], *targets))
-
-
 def logged(log: list[dict], history: list[dict]) -> list[dict]:
     """Every number the RL trainer logged while training (not the judge's, kept in the history), 4 significant
     digits, at `completions` (PPO logs its episode; GRPO and RLOO their step, converted by the judge's history)."""
@@ -193,69 +167,22 @@ def logged(log: list[dict], history: list[dict]) -> list[dict]:
 
 
 def metrics(paths: dict[str, Path], stages: list[str]) -> dict:
-    """A finished run's record fields: its `metrics`, the judge's `history`, the `rollouts`' reward and judged exact
-    match per update, and everything the trainer `logged`."""
-    found: dict = {}
-    if "sft" in stages:  # the SFT's own judgement, the one its floor reads: sampled answers to unprefixed test prompts
-        found["sft_own_correct"] = read_json(paths["sft"] / "eval_results.json")["sampled"][UNPREFIXED]["correct"]
-    if "reward" in stages:
-        reward = read_json(paths["reward"] / "eval_results.json")
-        found["reward_invalid"] = reward.get("accuracy/invalid")
-        found["reward_accuracy"] = {k.removeprefix("accuracy/"): v for k, v in reward.items() if k.startswith("acc")}
+    """A finished run's record fields: its `metrics` (ppo_double.targets.reached), the judge's `history`, the
+    `rollouts`' reward and judged exact match per update, and everything the trainer `logged`."""
+    found = targets.reached(paths, stages)
     history, rollouts, trained = [], [], []
     if "rl" in stages:
-        results = read_json(paths["rl"] / "eval_results.json")
-        judged = results["judged_during_training"]
-        # a resumed run has its earlier judgements from the log, without their seconds; the judge draws sampled
-        # answers only where greedy holds the target (None here)
-        names = ["exact_match", "sampled_exact_match", "correct", "sampled_correct"]
-        names += [f"{k}/{p}" for k in names[:2] for p in PREFIXES]
-        history = [
-            {"episode": h["episode"], "seconds": h.get("seconds")} | {k: h.get(f"eval/{k}") for k in names}
-            for h in judged
-        ]
-        log = log_history(paths["rl"] / "trainer_state.json")
+        judged = targets.read_json(paths["rl"] / "eval_results.json")["judged_during_training"]
+        history, log = targets.history(judged), log_history(paths["rl"] / "trainer_state.json")
         rollouts = [
             {"episode": e["episode"], "reward": e.get("objective/scores", e.get("reward")), "judged": e[exact]}
             for e in log
             if "episode" in e and (exact := "judge/rollout_exact_match") in e
         ]
         trained = logged(log, judged)
-        target = completions_to_target(judged)
-        last = history[-1]
-        resumed = any(h["seconds"] is None for h in history)  # its seconds count from the resume, not the start
-        onset = next((h["episode"] for h in history if min(h[f"exact_match/{p}"] for p in PREFIXES) >= ONSET), None)
-        found |= {
-            "greedy_exact_match": {p: results["greedy"][p]["exact_match"] for p in PREFIXES},
-            "sampled_exact_match": {p: results["sampled"][p]["exact_match"] for p in PREFIXES},
-            "min_greedy_correct": min(h["correct"] for h in history),
-            "onset": onset,
-            "completions": last["episode"],
-            "completions_per_s": None if resumed else last["episode"] / last["seconds"],
-            "completions_to_target": target and target["episode"],
-            "seconds_to_target": None if resumed else target and target["seconds"],
-            "sampled_correct": mean_over_prefixes(results, "sampled", "correct"),
-        }
         if rollouts:  # the last 8 logged updates: what the reward pays at the end, and the judge
             found["final_reward"] = statistics.fmean(r["reward"] for r in rollouts[-8:])
             found["final_judged"] = statistics.fmean(r["judged"] for r in rollouts[-8:])
-    if "eval" in stages:
-        baseline, model = read_json(paths["eval"]).values()  # recipes/evaluate.py writes the baseline first
-        found["sft_sampled_correct"] = mean_over_prefixes(baseline, "sampled", "correct")
-        found["sampled_correct"] = mean_over_prefixes(model, "sampled", "correct")
-        if test := keeps_arithmetic(baseline, model):
-            found |= {"keep_change": test["change"], "keep_lower": test["lower"], "keeps_arithmetic": test["holds"]}
-        else:  # nothing to pair (no prefixed prompts, or an eval file older than the test): not shown to keep it
-            found["keeps_arithmetic"] = False
-    if "rl" in stages and "eval" in stages:
-        found["target_met"] = (
-            min(found["greedy_exact_match"].values()) >= TARGET_GREEDY
-            and min(found["sampled_exact_match"].values()) >= TARGET_SAMPLED
-            and found["keeps_arithmetic"]
-            and found["min_greedy_correct"] >= FLOOR_CORRECT
-            # the tutorial's 3-class classifier has no invalid class, hence no such floor
-            and (found.get("reward_invalid") is None or found["reward_invalid"] >= INVALID_CAUGHT)
-        )
     return {"metrics": found, "history": history, "rollouts": rollouts, "logged": trained}
 
 

@@ -1,12 +1,14 @@
-"""What `make all` ran, in one screen: each stage's wall time, the before -> after table, where the models are, what to
-try next. `ppo-double summary` prints it again; the pipeline prints it at its end.
+"""What `make all` ran, in one screen: each stage's wall time, the before -> after table, the targets met or missed,
+where the models are, what to try next. `ppo-double summary` prints it again; the pipeline prints it at its end.
 
 It reads only what the stages wrote under the runs folder: `wall_times.tsv` (the pipeline's, one `stage<TAB>seconds`
-line per stage, the RL stage under its algorithm's name), `eval.json` (`make eval`'s) and the stage folders.
+line per stage, the RL stage under its algorithm's name), `eval.json` (`make eval`'s) and the stage folders (the
+targets: ppo_double.targets, once the RL stage and the eval have run).
 """
 
 import json
 import os
+from pathlib import Path
 
 from .errors import UsageError
 
@@ -35,6 +37,7 @@ def rl_folder(runs_dir: str, times: dict[str, int]) -> str:
 def summarize(runs_dir: str) -> str:
     """The summary's text; UsageError when nothing has run under `runs_dir`."""
     from .evaluate import format_comparison
+    from .targets import report
 
     def path(name: str) -> str:
         return os.path.join(runs_dir, name)
@@ -56,6 +59,9 @@ def summarize(runs_dir: str) -> str:
         with open(path("eval.json"), encoding="utf-8") as f:
             (before, old), (after, new) = list(json.load(f).items())[-2:]
         lines.append(f"before ({before}) -> after ({after}), held-out test numbers:\n{format_comparison(old, new)}\n")
+    stage_paths = {"sft": path("sft"), "reward": path("reward"), "rl": path(rl), "eval": path("eval.json")}
+    if targets := report({stage: Path(p) for stage, p in stage_paths.items()}):
+        lines.append(f"{targets}\n")
     lines.append(f"models (save_pretrained folders): {', '.join(folders)}\n")
     lines.append("try next:")
     lines.append(f"  ppo-double generate {path(rl)} 大写:3164 小写:3164 数字:3164")

@@ -1,4 +1,5 @@
 import importlib.util
+import json
 from pathlib import Path
 
 import pytest
@@ -133,3 +134,30 @@ def undocumented(keys, *sections: str) -> set[str]:
     known = set().union(*(documented(s) for s in sections))
     normal = {k.rsplit("/", 1)[0] + "/<prefix>" if k.rsplit("/", 1)[-1] in PREFIXES else k for k in keys}
     return normal - known
+
+
+def finished_run(folder, reward_accuracy: dict | None = None, lost: int | None = 0) -> dict:
+    """The stage folders of a run whose policy met every target (judged perfect throughout; the first judgement without
+    its seconds, as a run resumed from a checkpoint rebuilds it from the log); with `reward_accuracy`,
+    a reward stage whose eval_results.json holds it, and an eval stage (the SFT's sampled correct share just below; the
+    run's sampled answers `lost` correct answers of 16 on every prompt; None: no per-prompt counts to pair)."""
+    from ppo_double.task import PREFIXES
+
+    judged = {f"eval/{k}": 1.0 for k in ("exact_match", "sampled_exact_match", "correct", "sampled_correct")}
+    judged |= {f"eval/{k}/{p}": 1.0 for k in ("exact_match", "sampled_exact_match") for p in PREFIXES}
+    history = [{"episode": 0, "step": 0, **judged}, {"episode": 512, "step": 8, **judged, "seconds": 9.0}]
+    results = {m: {p: {"exact_match": 1.0, "correct": 1.0} for p in PREFIXES} for m in ("greedy", "sampled")}
+    paths = {stage: folder / stage for stage in ("reward", "rl", "eval")}
+    paths["rl"].mkdir(parents=True)
+    (paths["rl"] / "eval_results.json").write_text(json.dumps({**results, "judged_during_training": history}))
+    (paths["rl"] / "trainer_state.json").write_text(json.dumps({"log_history": [{"loss": 0.1, "step": 8}]}))
+    if reward_accuracy is not None:
+        paths["reward"].mkdir()
+        (paths["reward"] / "eval_results.json").write_text(json.dumps(reward_accuracy))
+        sft = {m: {p: {"exact_match": 0.3, "correct": 0.99} for p in PREFIXES} for m in ("greedy", "sampled")}
+        sft |= {"samples": 16, "correct_per_prompt": {p: [16] * 500 for p in PREFIXES}}
+        rl = results | {"samples": 16}
+        if lost is not None:
+            rl["correct_per_prompt"] = {p: [16 - lost] * 500 for p in PREFIXES}
+        paths["eval"].write_text(json.dumps({"sft": sft, "rl": rl}))
+    return paths

@@ -9,6 +9,7 @@ import sys
 import yaml
 
 from conftest import ROOT, load_script
+from ppo_double import targets
 from ppo_double.evaluate import KEEP_MARGIN
 from ppo_double.task import INVALID, NUMERALS, SYSTEMS, TEST_NUMBERS, to_numeral
 
@@ -106,10 +107,10 @@ CHECKED = [
         "`S__:3320x2=` → `6640E`, `六六四〇E` or `陆陆肆零E`",
         lambda t: all(f"`{a}E`" in t for a in in_systems(2 * 3320)),
     ),
-    ("at least 99.5 % of its [greedy]", lambda t: run.TARGET_GREEDY == 0.995),
-    ("answers and 98 % of its [sampled]", lambda t: run.TARGET_SAMPLED == 0.98),
-    ("catches 99 % of invalid answers", lambda t: run.INVALID_CAUGHT == 0.99),
-    ("fell below 97 % while PPO trained", lambda t: run.FLOOR_CORRECT == 0.97),
+    ("at least 99.5 % of its [greedy]", lambda t: targets.TARGET_GREEDY == 0.995),
+    ("answers and 98 % of its [sampled]", lambda t: targets.TARGET_SAMPLED == 0.98),
+    ("catches 99 % of invalid answers", lambda t: targets.INVALID_CAUGHT == 0.99),
+    ("fell below 97 % while PPO trained", lambda t: targets.FLOOR_CORRECT == 0.97),
     ("at a margin of 0.25 points", lambda t: KEEP_MARGIN == 0.0025),
     ("--max_steps 500", lambda t: 500 < yaml_of("recipes/configs/sft.yaml")["max_steps"]),  # a shorter run: an example
     ("--seed 43 --output_dir outputs/rloo-43", lambda t: 43 in yaml_of("bench/studies/pipeline.yaml")["seeds"]),

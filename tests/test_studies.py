@@ -11,7 +11,7 @@ import pytest
 import yaml
 from test_ppo import TINY_PPO
 
-from conftest import ROOT, TINY_REWARD, TINY_SFT, load_script
+from conftest import ROOT, TINY_REWARD, TINY_SFT, finished_run, load_script
 from ppo_double.task import PREFIXES
 
 sys.path.insert(0, str(ROOT / "bench"))
@@ -91,31 +91,6 @@ def test_every_number_the_trainer_logged_is_kept_at_its_completion_count():
     ]
 
 
-def finished_run(folder, reward_accuracy: dict | None = None, lost: int | None = 0) -> dict:
-    """The stage folders of a run whose policy met every target (judged perfect throughout; the first judgement without
-    its seconds, as a run resumed from a checkpoint rebuilds it from the log); with `reward_accuracy`,
-    a reward stage whose eval_results.json holds it, and an eval stage (the SFT's sampled correct share just below; the
-    run's sampled answers `lost` correct answers of 16 on every prompt; None: no per-prompt counts to pair)."""
-    judged = {f"eval/{k}": 1.0 for k in ("exact_match", "sampled_exact_match", "correct", "sampled_correct")}
-    judged |= {f"eval/{k}/{p}": 1.0 for k in ("exact_match", "sampled_exact_match") for p in PREFIXES}
-    history = [{"episode": 0, "step": 0, **judged}, {"episode": 512, "step": 8, **judged, "seconds": 9.0}]
-    results = {m: {p: {"exact_match": 1.0, "correct": 1.0} for p in PREFIXES} for m in ("greedy", "sampled")}
-    paths = {stage: folder / stage for stage in ("reward", "rl", "eval")}
-    paths["rl"].mkdir(parents=True)
-    (paths["rl"] / "eval_results.json").write_text(json.dumps({**results, "judged_during_training": history}))
-    (paths["rl"] / "trainer_state.json").write_text(json.dumps({"log_history": [{"loss": 0.1, "step": 8}]}))
-    if reward_accuracy is not None:
-        paths["reward"].mkdir()
-        (paths["reward"] / "eval_results.json").write_text(json.dumps(reward_accuracy))
-        sft = {m: {p: {"correct": 0.99} for p in PREFIXES} for m in ("greedy", "sampled")}
-        sft |= {"samples": 16, "correct_per_prompt": {p: [16] * 500 for p in PREFIXES}}
-        rl = results | {"samples": 16}
-        if lost is not None:
-            rl["correct_per_prompt"] = {p: [16 - lost] * 500 for p in PREFIXES}
-        paths["eval"].write_text(json.dumps({"sft": sft, "rl": rl}))
-    return paths
-
-
 def test_a_resumed_runs_judgements_without_seconds_still_make_a_record(tmp_path):
     """A run resumed from a checkpoint rebuilds its earlier judgements from the log, which has no seconds."""
     fields = run.metrics({"rl": finished_run(tmp_path)["rl"]}, ["rl"])
@@ -123,29 +98,6 @@ def test_a_resumed_runs_judgements_without_seconds_still_make_a_record(tmp_path)
     assert [h["seconds"] for h in fields["history"]] == [None, 9.0]
     assert found["completions"] == 512 and trained == [{"completions": 512, "loss": 0.1, "step": 8}]
     assert found["completions_per_s"] is None  # its seconds count from the resume: no rate, no time to target
-
-
-@pytest.mark.parametrize(
-    "accuracy, met",
-    [({"accuracy/invalid": 0.995}, True), ({"accuracy/invalid": 0.9}, False), ({"accuracy/digits": 1.0}, True)],
-    ids=["invalid-caught", "invalid-missed", "no-invalid-class"],
-)
-def test_the_reward_floor_applies_to_a_classifier_with_an_invalid_class(tmp_path, accuracy, met):
-    """The tutorial's 3-class classifier has no invalid class: its runs are judged on the policy's targets alone."""
-    found = run.metrics(finished_run(tmp_path, accuracy), ["reward", "rl", "eval"])["metrics"]
-    assert found["target_met"] is met
-
-
-@pytest.mark.parametrize("lost, met", [(0, True), (1, False), (None, False)], ids=["kept", "lost-1/16", "unpaired"])
-def test_every_target_needs_the_paired_test_of_keeping_arithmetic(tmp_path, lost, met):
-    """A run kept its arithmetic only where the paired test says so: an eval file with nothing to pair (no per-prompt
-    counts) is not shown to keep it, though its sampled correct share is above the SFT's."""
-    fields = run.metrics(finished_run(tmp_path, {"accuracy/invalid": 1.0}, lost), ["reward", "rl", "eval"])["metrics"]
-    assert fields["keeps_arithmetic"] is met and fields["target_met"] is met
-    if lost is None:
-        assert fields["sampled_correct"] > fields["sft_sampled_correct"] and "keep_lower" not in fields
-    else:
-        assert fields["keep_change"] == pytest.approx(-lost / 16) and fields["keep_lower"] <= fields["keep_change"]
 
 
 def test_settings_put_the_defaults_first_and_the_floors_off_when_measuring(tmp_path):
