@@ -148,10 +148,6 @@ def stage_folders(work: Path, seed: int, given: dict) -> dict[str, Path]:
     return paths
 
 
-def complete(stage: str, path: Path) -> bool:
-    return path.is_file() if stage == "eval" else (path / "eval_results.json").is_file()
-
-
 # --- what a run reached ---------------------------------------------------------------------------------------------
 def logged(log: list[dict], history: list[dict]) -> list[dict]:
     """Every number the RL trainer logged while training (not the judge's, kept in the history), 4 significant
@@ -186,16 +182,17 @@ def metrics(paths: dict[str, Path], stages: list[str]) -> dict:
     return {"metrics": found, "history": history, "rollouts": rollouts, "logged": trained}
 
 
-def timing(stages: dict, found: dict, plain: float | None) -> dict:
+def timing(stages: dict, found: dict, plain: float) -> dict:
     """Wall seconds of the pipeline (None when a stage came from the cache) and to the target in plain-loop units
     (seconds / the plain loop's seconds per 100 SFT steps, measured in the same invocation)."""
     walls = {s: r["wall_s"] for s, r in stages.items() if not r["cached"]}
     total = summary.pipeline_seconds(walls) if len(walls) == len(stages) else None
-    out = {"total_s": total, "total_units": None, "units_to_target": None}
-    if plain:
-        out["total_units"] = total and total / plain
-        out["units_to_target"] = found.get("seconds_to_target") and found["seconds_to_target"] / plain
-    return out
+    to_target = found.get("seconds_to_target")
+    return {
+        "total_s": total,
+        "total_units": total and total / plain,
+        "units_to_target": to_target and to_target / plain,
+    }
 
 
 # --- running --------------------------------------------------------------------------------------------------------
@@ -239,7 +236,8 @@ class Runner:
             with contextlib.ExitStack() as held:
                 for s in group:
                     held.enter_context(self.locks.setdefault(paths[s], threading.Lock()))
-                cached = tuple(s for s in group if complete(s, paths[s]))
+                # finished stages: the eval's JSON file written, another stage's eval_results.json (its last file)
+                cached = tuple(s for s in group if (paths[s] / ("" if s == "eval" else "eval_results.json")).is_file())
                 logs = {s: Path(f"{paths[s]}.log") for s in group}
                 ran = pipeline.run({s: commands[s] for s in group}, logs, group_threads, skip=cached)
             stages |= {s: {"cached": True} for s in cached} | {s: {**r, "cached": False} for s, r in ran.items()}
@@ -280,21 +278,19 @@ def main(argv=None) -> int:
             raise StudyError(f"{args.study}: no variant {sorted(unknown)}; it has {sorted(study['variants'])}")
         if args.jobs < 1:
             raise StudyError(f"--jobs must be 1 or more, got {args.jobs}")
+        store = Store(args.store or RESULTS / f"{study['name']}.jsonl")
+        plan = [(v, s) for v in args.variants or study["variants"] for s in (args.seeds or seeds_of(study, v))]
+        stored = store.keys()
+        todo = [(v, s) for v, s in plan if key(study["name"], v, s, settings(study, v)) not in stored]
+        if todo and not args.report_only and study.get("measured_on"):
+            raise StudyError(
+                f"{args.study} is kept on the recipe defaults it was measured on (`measured_on`): runs on today's "
+                "defaults would be another study; remove `measured_on` to rerun it whole"
+            )
     except StudyError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    store = Store(args.store or RESULTS / f"{study['name']}.jsonl")
-    plan = [(v, s) for v in args.variants or study["variants"] for s in (args.seeds or seeds_of(study, v))]
-    stored = store.keys()
-    todo = [(v, s) for v, s in plan if key(study["name"], v, s, settings(study, v)) not in stored]
     print(f"{study['name']}: {len(plan)} runs, {len(plan) - len(todo)} in {store.path}, {len(todo)} to run", flush=True)
-    if todo and not args.report_only and study.get("measured_on"):
-        print(
-            f"error: {args.study} is kept on the recipe defaults it was measured on (`measured_on`): runs on "
-            "today's defaults would be another study; remove `measured_on` to rerun it whole",
-            file=sys.stderr,
-        )
-        return 2
     if todo and not args.report_only:
         from speed import seconds_per_100_steps  # torch: imported only when something runs
 
