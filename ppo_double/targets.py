@@ -111,7 +111,7 @@ def verdicts(found: dict) -> list[tuple[str, str, bool]]:
         ),
         (f"sampled correct share kept (bound above -{100 * KEEP_MARGIN:g} points)", kept, found["keeps_arithmetic"]),
         (
-            f"greedy correct ≥ {100 * FLOOR_CORRECT:g} % at every judgement in training",
+            f"greedy correct ≥ {100 * FLOOR_CORRECT:g} % at every judgement while training (validation numbers)",
             f"lowest {100 * found['min_greedy_correct']:.1f} %",
             found["min_greedy_correct"] >= FLOOR_CORRECT,
         ),

@@ -40,7 +40,7 @@ def test_the_summary_of_make_all_says_which_target_a_run_missed(tmp_path):
     text = summarize(str(tmp_path))
     assert "  ✓ greedy exact match ≥ 99.5 %: 100.0 / 100.0 / 100.0 %" in text
     assert "  ✓ sampled correct share kept (bound above -0.25 points): +0.00 points, lower bound +0.00" in text
-    assert "  ✓ greedy correct ≥ 97 % at every judgement in training: lowest 100.0 %" in text
+    assert "  ✓ greedy correct ≥ 97 % at every judgement while training (validation numbers): lowest 100.0 %" in text
     assert "  ✗ reward catches ≥ 99 % of invalid answers: 90.00 %" in text
     assert text.count("✓") == 4 and text.rstrip().endswith(
         "make plots    # PNG plots of the runs' logs -> outputs/plots/"
