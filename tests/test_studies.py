@@ -273,7 +273,7 @@ def test_a_study_of_the_sft_alone_reports_the_sfts_own_number_and_no_targets(tmp
     document = render.report({"name": "s", "description": "d", "stages": ["sft"]}, records)
     assert "| a | 2 (0) | 60 [60, 60] (25 [25, 25]) | 97.1% |" in document
     assert "| b | 1 (0) | 60 [60, 60] (25 [25, 25]) | — |" in document
-    assert "every target" not in document and "Targets" not in document
+    assert "every target" not in document and "glossary.md#target" not in document
 
 
 def test_each_detail_is_ranked_against_its_algorithms_baseline(tmp_path, monkeypatch):
