@@ -88,11 +88,11 @@ def summary(records: list[dict]) -> pd.DataFrame:
     rows = []
     for variant, runs in pd.DataFrame(records).groupby("variant", sort=False):
         done = [m for m, failed in zip(runs["metrics"], runs["failed_stage"]) if failed is None]
-        met = sum(bool(m.get("target_met")) for m in done)
+        met = None  # a study of stages short of the RL stage has no targets
+        if any("target_met" in m for m in done):
+            met = sum(bool(m.get("target_met")) for m in done)
         row = {"variant": variant, "runs": len(runs), "failed": len(runs) - len(done), "met": met}
-        row["met_low"], row["met_high"] = wilson(met, len(runs))
-        if not any("target_met" in m for m in done):  # a study of stages short of the RL stage has no targets
-            row["met"] = None
+        row["met_low"], row["met_high"] = (None, None) if met is None else wilson(met, len(runs))
         for name in ("completions_to_target", "seconds_to_target", "units_to_target", "total_s", "total_units"):
             values = [m[name] for m in done if m.get(name) is not None]
             row[name], row[f"{name}_n"] = iqm(values) if values else None, len(values)

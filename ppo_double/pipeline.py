@@ -18,7 +18,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from .summary import ALGORITHMS, SIDE_BY_SIDE, summarize
+from .summary import ALGORITHMS, SIDE_BY_SIDE, folders, summarize
 
 ROOT = Path(__file__).resolve().parent.parent
 STAGES = ("sft", "reward", "rl", "eval")
@@ -31,12 +31,6 @@ LOG_TAIL_LINES = 20
 
 def half_cores() -> int:
     return max(1, len(os.sched_getaffinity(0)) // 2)
-
-
-def folders(output_dir: Path, algorithm: str = "ppo") -> dict[str, Path]:
-    """Where each stage writes: `<output_dir>/sft`, `reward`, `<algorithm>` and `eval.json`."""
-    out = Path(output_dir)
-    return {"sft": out / "sft", "reward": out / "reward", "rl": out / algorithm, "eval": out / "eval.json"}
 
 
 def stage_commands(

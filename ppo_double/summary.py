@@ -2,8 +2,8 @@
 where the models are, what to try next. `ppo-double summary` prints it again; the pipeline prints it at its end.
 
 It reads only what the stages wrote under the runs folder: `wall_times.tsv` (the pipeline's, one `stage<TAB>seconds`
-line per stage, the RL stage under its algorithm's name), `eval.json` (`make eval`'s) and the stage folders (the
-targets: ppo_double.targets, once the RL stage and the eval have run).
+line per stage, the RL stage under its algorithm's name), `eval.json` (`make eval`'s) and the stage folders (their
+layout, `folders`, is the pipeline's; the targets: ppo_double.targets, once the RL stage and the eval have run).
 """
 
 import json
@@ -14,6 +14,12 @@ from .errors import UsageError
 
 SIDE_BY_SIDE = ("sft", "reward")  # stages the pipeline runs at once, each on half the cores
 ALGORITHMS = ("ppo", "grpo", "rloo")  # the RL stage's choices; its folder is named after its algorithm
+
+
+def folders(output_dir: Path, algorithm: str = "ppo") -> dict[str, Path]:
+    """Where each stage writes: `<output_dir>/sft`, `reward`, `<algorithm>` and `eval.json`."""
+    out = Path(output_dir)
+    return {"sft": out / "sft", "reward": out / "reward", "rl": out / algorithm, "eval": out / "eval.json"}
 
 
 def pipeline_seconds(seconds: dict[str, float]) -> float:
@@ -45,8 +51,8 @@ def summarize(runs_dir: str) -> str:
     times = read_wall_times(path("wall_times.tsv")) if os.path.isfile(path("wall_times.tsv")) else {}
     rl = rl_folder(runs_dir, times)
     names = {"sft": "SFT policy", "reward": "reward classifier", rl: f"{rl.upper()} policy"}
-    folders = [f"{path(name)} ({what})" for name, what in names.items() if os.path.isdir(path(name))]
-    if not folders:
+    models = [f"{path(name)} ({what})" for name, what in names.items() if os.path.isdir(path(name))]
+    if not models:
         raise UsageError(f"no stage output under {runs_dir!r}: run the stages first (make all)")
     lines = []
     if times:
@@ -59,10 +65,9 @@ def summarize(runs_dir: str) -> str:
         with open(path("eval.json"), encoding="utf-8") as f:
             (before, old), (after, new) = list(json.load(f).items())[-2:]
         lines.append(f"before ({before}) -> after ({after}), held-out test numbers:\n{format_comparison(old, new)}\n")
-    stage_paths = {"sft": path("sft"), "reward": path("reward"), "rl": path(rl), "eval": path("eval.json")}
-    if targets := report({stage: Path(p) for stage, p in stage_paths.items()}):
+    if targets := report(folders(runs_dir, rl)):
         lines.append(f"{targets}\n")
-    lines.append(f"models (save_pretrained folders): {', '.join(folders)}\n")
+    lines.append(f"models (save_pretrained folders): {', '.join(models)}\n")
     lines.append("try next:")
     lines.append(f"  ppo-double generate {path(rl)} 大写:3164 小写:3164 数字:3164")
     lines.append(f"  ppo-double compare {path('sft')} {path(rl)}")
