@@ -22,10 +22,12 @@ help:  ## list the targets
 # requirements.lock: the exact versions the test suite and the store's newest records ran with. pip -c pins every
 # package the project pulls in (and ignores those a platform does not need), so a new release is tried on purpose
 # (`make newest`), never by accident.
+# -qq on the editable install: pip 26 relays setuptools' note on every editable install ("Editable installation ...
+# folders with the same name as your package"), which a user cannot act on; pip's errors still print.
 $(BIN)/activate: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -c requirements.lock -e ".[dev]"
+	$(BIN)/pip install -qq -c requirements.lock -e ".[dev]"
 	@touch $@
 
 install: $(BIN)/activate  ## create .venv with the locked versions (requirements.lock) and the dev tools
@@ -37,7 +39,7 @@ lock: install  ## rewrite requirements.lock from .venv (after installing and tes
 newest:  ## the newest releases pyproject allows, in .venv-newest, and the fast tests on them (the lock test excluded)
 	$(PYTHON) -m venv .venv-newest
 	.venv-newest/bin/pip install -q --upgrade pip
-	.venv-newest/bin/pip install -q --upgrade --upgrade-strategy eager -e ".[dev]"
+	.venv-newest/bin/pip install -qq --upgrade --upgrade-strategy eager -e ".[dev]"
 	@.venv-newest/bin/pip freeze --exclude-editable | diff requirements.lock - | grep '^[<>]' || true
 	$(call fast_tests,.venv-newest/bin) --ignore tests/test_versions.py
 
