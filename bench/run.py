@@ -182,19 +182,6 @@ def metrics(paths: dict[str, Path], stages: list[str]) -> dict:
     return {"metrics": found, "history": history, "rollouts": rollouts, "logged": trained}
 
 
-def timing(stages: dict, found: dict, plain: float) -> dict:
-    """Wall seconds of the pipeline (None when a stage came from the cache) and to the target in plain-loop units
-    (seconds / the plain loop's seconds per 100 SFT steps, measured in the same invocation)."""
-    walls = {s: r["wall_s"] for s, r in stages.items() if not r["cached"]}
-    total = summary.pipeline_seconds(walls) if len(walls) == len(stages) else None
-    to_target = found.get("seconds_to_target")
-    return {
-        "total_s": total,
-        "total_units": total and total / plain,
-        "units_to_target": to_target and to_target / plain,
-    }
-
-
 # --- running --------------------------------------------------------------------------------------------------------
 def environment() -> dict:
     """What a record was measured with: the commit (+dirty: uncommitted changes), library versions, the machine."""
@@ -253,7 +240,13 @@ class Runner:
         record |= {**self.base, "metrics": {}, "history": [], "rollouts": [], "logged": []}
         if failed is None:
             record |= metrics(paths, todo)
-            record["metrics"] |= timing(stages, record["metrics"], self.base["plain_loop_s_per_100"])
+            # wall seconds of the pipeline (None when a stage came from the cache), and in plain-loop units: seconds /
+            # the plain loop's seconds per 100 SFT steps, measured in the same invocation
+            walls = {s: r["wall_s"] for s, r in stages.items() if not r["cached"]}
+            total = summary.pipeline_seconds(walls) if len(walls) == len(stages) else None
+            to_target, plain = record["metrics"].get("seconds_to_target"), self.base["plain_loop_s_per_100"]
+            units = {"total_units": total and total / plain, "units_to_target": to_target and to_target / plain}
+            record["metrics"] |= {"total_s": total, **units}
         self.store.append(record)
         print(f"{variant} seed {seed}: {render.outcome(record)}", flush=True)
         return record

@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 import render  # noqa: E402
 import run  # noqa: E402
 import stats  # noqa: E402
-from store import RESULTS, Store, key  # noqa: E402
+from store import RESULTS, Store  # noqa: E402
 
 STUDY = ROOT / "bench" / "studies" / "reward_heldout.yaml"
 PAGE = ROOT / "docs" / "studies" / "reward_heldout.md"
@@ -38,15 +38,6 @@ def floors() -> dict[str, float]:
     min_kind_caught); the YAML does not set them."""
     text = (ROOT / "recipes" / "reward.py").read_text(encoding="utf-8")
     return {name: float(value) for name, value in re.findall(r"(min_\w+): float = field\(default=([0-9.]+)", text)}
-
-
-def records(study: dict) -> list[dict]:
-    """The study's records on the current defaults, in the study's variant order, then by seed."""
-    current = {
-        key(study["name"], v, s, run.settings(study, v)) for v in study["variants"] for s in run.seeds_of(study, v)
-    }
-    found = [r for r in Store(RESULTS / f"{study['name']}.jsonl").records() if r["key"] in current]
-    return sorted(found, key=lambda r: (list(study["variants"]).index(r["variant"]), r["seed"]))
 
 
 def missed(record: dict, floor: dict[str, float]) -> list[str]:
@@ -155,10 +146,11 @@ def main(argv=None) -> int:
     parser.add_argument("--check", action="store_true", help="write nothing: exit 1 if the page differs")
     args = parser.parse_args(argv)
     study = run.load_study(STUDY)
+    found = run.current_records(study, Store(RESULTS / f"{study['name']}.jsonl"))
     new = (
         "# The reward stage on held-out seeds: the floors, run by run\n\nWritten whole by `python "
         "docs/reward_heldout.py` from the store; what it measures and how to read it: "
-        f"[reward_heldout.md](../reward_heldout.md).\n\n{block(study, records(study))}\n"
+        f"[reward_heldout.md](../reward_heldout.md).\n\n{block(study, found)}\n"
     )
     if args.check:
         if not PAGE.is_file() or new != PAGE.read_text(encoding="utf-8"):
