@@ -112,6 +112,7 @@ CHECKED = [
     ("catches 99 % of invalid answers", lambda t: targets.INVALID_CAUGHT == 0.99),
     ("fell below 97 % while PPO trained", lambda t: targets.FLOOR_CORRECT == 0.97),
     ("at a margin of 0.25 points", lambda t: KEEP_MARGIN == 0.0025),
+    ("the test's margin, 0.25 points", lambda t: KEEP_MARGIN == 0.0025),
     ("--max_steps 500", lambda t: 500 < yaml_of("recipes/configs/sft.yaml")["max_steps"]),  # a shorter run: an example
     ("--seed 43 --output_dir outputs/rloo-43", lambda t: 43 in yaml_of("bench/studies/pipeline.yaml")["seeds"]),
 ]
