@@ -148,7 +148,7 @@ def baseline_of(study: dict) -> dict[str, str]:
     return {v: bases[a] for v, a in algorithm.items() if a in bases and v not in bases.values()}
 
 
-def ranking(study: dict, records: list[dict], frame) -> list[list[str]]:
+def ranking(study: dict, frame) -> list[list[str]]:
     """Each variant against its baseline (RANKING_HEADER), the change that costs the most first: by P(a baseline run
     reaches the target in fewer completions than a variant run; one that never reaches it needs more than any)."""
     rows = []
@@ -169,7 +169,7 @@ def report(study: dict, records: list[dict], figure: Path | None = None, folder:
     own. With `figure`, draws the pictures (ranked: one per variant, in the folder of the figure's name) and links
     them relative to `folder`, the page's."""
     frame = stats.summary(records)
-    ranked = ranking(study, records, frame)
+    ranked = ranking(study, frame)
     targets = "."  # a study short of the RL stage has no targets
     if "rl" in study.get("stages", STAGES):
         evals = [r["settings"].get("eval", []) for r in records]  # the eval stage's --samples, else evaluate.py's

@@ -105,7 +105,7 @@ def total_row(name: str, runs: list[dict], floor: dict[str, float]) -> list[str]
     ]
 
 
-def block(study: dict, found: list[dict]) -> str:
+def block(found: list[dict]) -> str:
     """The page's generated part: the floors, the totals with their Wilson intervals, every run, the machine."""
     floor = floors()
     if not found:
@@ -150,7 +150,7 @@ def main(argv=None) -> int:
     new = (
         "# The reward stage on held-out seeds: the floors, run by run\n\nWritten whole by `python "
         "docs/reward_heldout.py` from the store; what it measures and how to read it: "
-        f"[reward_heldout.md](../reward_heldout.md).\n\n{block(study, found)}\n"
+        f"[reward_heldout.md](../reward_heldout.md).\n\n{block(found)}\n"
     )
     if args.check:
         if not PAGE.is_file() or new != PAGE.read_text(encoding="utf-8"):

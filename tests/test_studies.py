@@ -289,7 +289,7 @@ def test_each_detail_is_ranked_against_its_algorithms_baseline(tmp_path, monkeyp
             record = synthetic(variant, seed, met=reach is not None, completions=reach, change=0.001)
             record["logged"] = [{"completions": c, "objective/kl": c / 1e4} for c in (128, 256)]
             records.append(record)
-    rows = render.ranking(study, records, stats.summary(records))
+    rows = render.ranking(study, stats.summary(records))
     assert [row[:3] for row in rows] == [["slow", "ppo", "1.00 [1.00, 1.00]"], ["same", "ppo", "0.50 [0.50, 0.50]"]]
     assert rows[0][3].startswith("0/3") and rows[0][3].endswith("vs 3/3")
     document = render.report(study, records, figure=tmp_path / "d.png", folder=tmp_path)
