@@ -2,6 +2,7 @@
 store's, and every other number in the README is checked against its source here (a number that is neither in a
 generated block nor on the list below fails the test)."""
 
+import os
 import re
 import statistics
 import sys
@@ -129,6 +130,7 @@ def test_readme_is_the_front_door_and_short():
 
 
 USER_PAGES = ("results", "stages", "usage", "performance", "glossary", "scale-out", "hub", "logging", "robustness")
+USER_PAGES += ("metrics", "device_check", "implementation-details", "profile", "reward_heldout")
 HISTORY = re.compile(r"\b(now|today'?s?|no longer|before issue|issue \d+|rounds? \d+)\b", re.I)
 
 
@@ -145,6 +147,38 @@ def test_the_docs_index_lists_every_page():
     pages = {str(p.relative_to(DOCS)) for p in DOCS.rglob("*.md")} - {"README.md"}
     assert not pages - linked, f"docs/README.md does not list {sorted(pages - linked)}"
     assert not {p for p in linked if not (DOCS / p).is_file() and p != "../README.md"}, "the index links a missing page"
+
+
+LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
+def anchors(page) -> set[str]:
+    """The anchors GitHub gives a page's headings: lower case, punctuation dropped, spaces as hyphens."""
+    headings = re.findall(r"^#+ (.+)$", re.sub(r"```.*?```", "", page.read_text(encoding="utf-8"), flags=re.S), re.M)
+    return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-") for h in headings}
+
+
+def dead_links(pages) -> list[str]:
+    """`page: target` of every relative link in `pages` (outside code) to a missing file or heading."""
+    dead = []
+    for page in pages:
+        text = re.sub(r"```.*?```|`[^`\n]*`", "", page.read_text(encoding="utf-8"), flags=re.S)
+        for target in LINK.findall(text):
+            if re.match(r"[a-z]+:", target):  # https:, mailto: (not checked offline)
+                continue
+            path, _, anchor = target.partition("#")
+            linked = (page.parent / path).resolve() if path else page
+            if not linked.exists() or (anchor and linked.suffix == ".md" and anchor not in anchors(linked)):
+                dead.append(f"{os.path.relpath(page, ROOT)}: {target}")
+    return dead
+
+
+def test_every_relative_link_resolves(tmp_path):
+    pages = [README, ROOT / "README.zh-CN.md", ROOT / "tests" / "README.md", *sorted(DOCS.rglob("*.md"))]
+    assert not dead_links(pages), f"links to a missing file or heading: {dead_links(pages)}"
+    broken = tmp_path / "page.md"  # the check can fail: a missing file, a missing heading
+    broken.write_text(f"# Title\n\n[a](missing.md) [b](#title) [c](#no-such-heading) [d]({README}#the-demo)\n")
+    assert [line.split(": ")[1] for line in dead_links([broken])] == ["missing.md", "#no-such-heading"]
 
 
 def test_the_readme_headline_is_the_stores():
