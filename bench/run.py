@@ -224,7 +224,8 @@ class Runner:
                 for s in group:
                     held.enter_context(self.locks.setdefault(paths[s], threading.Lock()))
                 # finished stages: the eval's JSON file written, another stage's eval_results.json (its last file)
-                cached = tuple(s for s in group if (paths[s] / ("" if s == "eval" else "eval_results.json")).is_file())
+                done = {s: paths[s] if s == "eval" else paths[s] / "eval_results.json" for s in group}
+                cached = tuple(s for s in group if done[s].is_file())
                 logs = {s: Path(f"{paths[s]}.log") for s in group}
                 ran = pipeline.run({s: commands[s] for s in group}, logs, group_threads, skip=cached)
             stages |= {s: {"cached": True} for s in cached} | {s: {**r, "cached": False} for s, r in ran.items()}

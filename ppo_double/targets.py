@@ -51,7 +51,7 @@ def completions_to_target(judged: list[dict]) -> dict | None:
 
 
 def reached(paths: dict[str, Path], stages: list[str]) -> dict:
-    """What a finished run reached, from the files of its `stages` under `paths` (pipeline.folders' layout), with
+    """What a finished run reached, from the files of its `stages` under `paths` (summary.folders' layout), with
     `target_met` where it has the RL stage and the eval."""
     found: dict = {}
     if "sft" in stages:  # the SFT's own judgement, the one its floor reads: sampled answers to unprefixed test prompts

@@ -175,7 +175,8 @@ def dead_links(pages) -> list[str]:
 
 def test_every_relative_link_resolves(tmp_path):
     pages = [README, ROOT / "README.zh-CN.md", ROOT / "tests" / "README.md", *sorted(DOCS.rglob("*.md"))]
-    assert not dead_links(pages), f"links to a missing file or heading: {dead_links(pages)}"
+    dead = dead_links(pages)
+    assert not dead, f"links to a missing file or heading: {dead}"
     broken = tmp_path / "page.md"  # the check can fail: a missing file, a missing heading
     broken.write_text(f"# Title\n\n[a](missing.md) [b](#title) [c](#no-such-heading) [d]({README}#the-demo)\n")
     assert [line.split(": ")[1] for line in dead_links([broken])] == ["missing.md", "#no-such-heading"]
