@@ -335,6 +335,29 @@ def test_a_failed_run_is_stored_as_a_miss_and_an_interrupted_one_not(tmp_path, m
     assert record is None if not stored else record["failed_stage"] == "rl"
 
 
+def test_a_finished_stage_is_taken_from_its_cache_folder(tmp_path, monkeypatch):
+    """A stage whose last file is there (eval_results.json; the eval's own JSON file) is skipped and stored as cached;
+    a stage folder without it (a run killed mid-stage) runs again."""
+    skipped = []
+
+    def fake(commands, logs, threads=None, skip=()):
+        skipped.extend(skip)
+        return {
+            stage: {"returncode": 3 if stage == "rl" else 0, "wall_s": 1.0} for stage in commands if stage not in skip
+        }
+
+    monkeypatch.setattr(run.pipeline, "run", fake)
+    study = run.load_study(study_file(tmp_path, GOOD))
+    paths = run.stage_folders(tmp_path, 42, run.settings(study, "a"))
+    for stage in ("sft", "reward"):
+        paths[stage].mkdir()
+    (paths["sft"] / "eval_results.json").write_text("{}")  # reward: a folder without its last file
+    paths["eval"].write_text("{}")
+    record = run.Runner(study, Store(tmp_path / "store.jsonl"), tmp_path, 1, {"plain": 4.0, "recipe": 4.4}).run("a", 42)
+    assert skipped == ["sft", "eval"] and record["stages"]["sft"] == record["stages"]["eval"] == {"cached": True}
+    assert record["stages"]["reward"]["cached"] is False and record["failed_stage"] == "rl"
+
+
 def test_rl_threads_set_the_rl_and_eval_stages_threads_only(tmp_path, monkeypatch):
     seen = {}
 
